@@ -1,0 +1,40 @@
+# The two set-up commands: `make demo` (the main job on embedded defaults) and `make test`.
+# Both create .venv, make sure a Docker engine answers and that the base image exists. Idempotent.
+SHELL := /bin/bash
+VENV := .venv
+FORAGER := $(VENV)/bin/forager
+PYTHON_VERSION ?= 3.11
+# The targets below use a base image bootstrapped from Debian's packages, so they run with no image
+# registry (air-gapped hosts, CI here). Outside make, forager's default base is python:X.Y-slim.
+export FORAGER_BASE_IMAGE ?= forager/bootstrap-python:{python}
+export FORAGER_PYTHON_VERSIONS ?= ["$(PYTHON_VERSION)"]
+DEMO_REPO := .forager-cache/example-repo
+
+.PHONY: demo test unit venv host base-image clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+host:
+	@scripts/ensure-host.sh
+
+base-image: venv host
+	@$(FORAGER) bootstrap-base --python $(PYTHON_VERSION)
+
+demo: base-image
+	$(FORAGER) example-repo --out $(DEMO_REPO)
+	$(FORAGER) build-images --repo $(DEMO_REPO)
+	$(FORAGER) status
+
+test: base-image
+	$(VENV)/bin/pytest
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+clean:
+	rm -rf $(VENV) .forager-cache trajectories/forager.db*

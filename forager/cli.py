@@ -1,0 +1,229 @@
+"""The `forager` command line: argument parsing and output only; the work happens in the modules it calls."""
+
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from forager import __version__
+from forager.build.engine import Engine, EngineUnavailable
+from forager.config import Settings
+from forager.models import RepoRef
+from forager.store import Store
+
+app = typer.Typer(
+    help="Collect agentic software-engineering trajectories in executable repository images.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[str | None, typer.Option("--db", help="store URL (default: FORAGER_DB or SQLite in trajectories/)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON instead of tables")]
+
+
+def _settings(**overrides) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _die(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _store(settings: Settings) -> Store:
+    try:
+        return Store(settings.db)
+    except ValueError as exc:
+        raise _die(f"{exc} (fix --db / FORAGER_DB)") from None
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        return Engine(timeout=settings.docker_timeout)
+    except EngineUnavailable as exc:
+        raise _die(str(exc)) from None
+
+
+def _read_refs(repos: list[str], repos_file: Path | None) -> list[RepoRef]:
+    texts = list(repos)
+    if repos_file is not None:
+        if not repos_file.is_file():
+            raise _die(f"--repos-file {repos_file} does not exist; give a file with one repo[@commit] per line")
+        for line in repos_file.read_text().splitlines():
+            line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+            if line:
+                texts.append(line)
+    if not texts:
+        raise _die("no repositories given; pass --repo URL-or-path[@commit] or --repos-file FILE")
+    refs = []
+    for text in dict.fromkeys(texts):  # why: the same repo twice would race on one image row
+        try:
+            refs.append(RepoRef.parse(text))
+        except ValueError as exc:
+            raise _die(f"--repo {text!r}: {exc}") from None
+    return refs
+
+
+@app.command("build-images")
+def build_images(
+    repo: Annotated[list[str], typer.Option("--repo", help="git URL or local path, optionally @commit; repeatable")] = [],  # noqa: B006
+    repos_file: Annotated[Path | None, typer.Option("--repos-file", help="file with one repo[@commit] per line")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="parallel builds")] = None,
+    ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA bundle for TLS-intercepting proxies")] = None,
+    test_timeout: Annotated[int | None, typer.Option("--test-timeout", help="seconds per test-suite run")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn repositories into executable Docker images with a recorded test baseline."""
+    from forager.build.pipeline import BuildResult, ImageBuilder
+
+    settings = _settings(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout)
+    refs = _read_refs(repo, repos_file)
+    store = _store(settings)
+    engine = _engine(settings)
+    engine.sweep()
+    try:
+        builder = ImageBuilder(settings, store, engine)
+    except ValueError as exc:
+        raise _die(str(exc)) from None
+
+    results: list[BuildResult] = []
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(), console=err, transient=False,
+    )
+    with progress:
+        overall = progress.add_task("[bold]images", total=len(refs), stage="")
+        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
+            futures = {}
+            for ref in refs:
+                task = progress.add_task(ref.name, total=None, stage="queued")
+
+                def on_stage(stage: str, task=task) -> None:
+                    progress.update(task, stage=stage)
+
+                futures[pool.submit(builder.build, ref, on_stage)] = (ref, task)
+            for future in as_completed(futures):
+                ref, task = futures[future]
+                result = future.result()
+                results.append(result)
+                mark = "[green]ready" if result.status == "ready" else f"[red]{result.category}"
+                progress.update(task, total=1, completed=1, stage=mark + (" (cached)" if result.cached else ""))
+                progress.advance(overall)
+                if result.status != "ready":
+                    err.print(f"[red]failed[/red] {result.message}", highlight=False, soft_wrap=True)
+
+    order = {ref: i for i, ref in enumerate(refs)}
+    results.sort(key=lambda r: order.get(RepoRef(url=r.repo, ref=r.requested_ref), 0))
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    else:
+        _print_build_table(results)
+    if any(r.status != "ready" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_build_table(results) -> None:
+    table = Table(title="build-images")
+    for column in ("repo", "commit", "python", "status", "passed", "failed", "flaky", "seconds", "image"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        status = "[green]ready[/green]" if r.status == "ready" else f"[red]failed: {r.category}[/red]"
+        table.add_row(
+            str(RepoRef(url=r.repo, ref=r.requested_ref)), (r.commit or "")[:10], r.python or "",
+            status + (" (cached)" if r.cached else ""), str(r.passed), str(r.failed), str(r.flaky),
+            f"{r.seconds:.1f}", r.tag or "",
+        )
+    out.print(table)
+    ready = sum(r.status == "ready" for r in results)
+    out.print(f"{ready}/{len(results)} ready")
+
+
+@app.command()
+def status(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show images (and their test baselines) in the store."""
+    settings = _settings(db=db)
+    store = _store(settings)
+    rows = store.images()
+    if as_json:
+        payload = {
+            "images": [
+                {**image.model_dump(mode="json", exclude={"spec", "log_tail"}), "repo": repo.url, "repo_name": repo.name}
+                for image, repo in rows
+            ]
+        }
+        print(json.dumps(payload, indent=2))
+        return
+    table = Table(title=f"images in {settings.db}")
+    for column in ("id", "repo", "commit", "python", "status", "passed", "failed", "skipped", "flaky", "size", "build s", "tag"):
+        table.add_column(column, overflow="fold")
+    for image, repo in rows:
+        state = "[green]ready[/green]" if image.status == "ready" else f"[red]{image.status}: {image.failure_category}[/red]"
+        table.add_row(
+            str(image.id), repo.name, (image.commit or "")[:10], image.python_version or "", state,
+            str(image.tests_passed), str(image.tests_failed), str(image.tests_skipped), str(image.tests_flaky),
+            _size(image.size_bytes), f"{image.build_seconds:.0f}" if image.build_seconds else "", image.tag or "",
+        )
+    out.print(table)
+    for image, repo in rows:
+        if image.status == "failed" and image.failure_message:
+            out.print(f"[red]{repo.name}[/red]: {image.failure_message}", highlight=False, soft_wrap=True)
+
+
+def _size(n: int | None) -> str:
+    return f"{n / 1e6:.0f} MB" if n else ""
+
+
+@app.command("bootstrap-base")
+def bootstrap_base_cmd(
+    python: Annotated[str, typer.Option("--python", help="Python version: 3.9, 3.11 or 3.13")] = "3.11",
+    tag: Annotated[str | None, typer.Option("--tag", help="image tag (default: FORAGER_BASE_IMAGE for --python)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if the image exists")] = False,
+) -> None:
+    """Make a base image from Debian packages with no image registry (air-gapped hosts)."""
+    from forager.build.bootstrap import BootstrapError, bootstrap_base
+
+    settings = _settings()
+    tag = tag or settings.base_image_for(python)
+    engine = _engine(settings)
+    if not force and engine.image_exists(tag):
+        err.print(f"base image {tag} exists")
+        return
+    with err.status(f"debootstrap Python {python} into {tag} (about a minute)"):
+        try:
+            image_id = bootstrap_base(engine, python, tag)
+        except BootstrapError as exc:
+            raise _die(str(exc)) from None
+    err.print(f"made {tag} ({image_id[:19]})")
+
+
+@app.command("example-repo")
+def example_repo(
+    out: Annotated[Path, typer.Option("--out", help="where to write the example git repository")] = Path(
+        ".forager-cache/example-repo"
+    ),
+) -> None:
+    """Write forager's bundled example repository (a tiny library with tests) as a git repo."""
+    from forager.example_repo import materialise
+
+    print(materialise(out))
+
+
+@app.command()
+def version() -> None:
+    """Print forager's version."""
+    print(__version__)
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())

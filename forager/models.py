@@ -1,0 +1,142 @@
+"""Domain models shared by every stage of the pipeline (pure data, no side effects)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A ref after "@" never contains ":" (that would be part of an scp-style URL such as git@host:a/b).
+_REF_RE = re.compile(r"^[A-Za-z0-9._/\-]+$")
+
+
+class RepoRef(BaseModel):
+    """A repository as the user names it: a git URL or local path, optionally pinned at a commit or ref."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    ref: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> RepoRef:
+        text = text.strip()
+        if not text:
+            raise ValueError("empty repository reference; expected URL-or-path[@commit]")
+        head, sep, tail = text.rpartition("@")
+        if sep and head and _REF_RE.match(tail) and not head.endswith(("/", ":")):
+            return cls(url=head, ref=tail)
+        return cls(url=text)
+
+    @property
+    def name(self) -> str:
+        """Short name used in image tags and override files: the last path component without .git."""
+        last = re.split(r"[/:]", self.url.rstrip("/"))[-1]
+        last = last.removesuffix(".git") or "repo"
+        return re.sub(r"[^a-z0-9._-]+", "-", last.lower()).strip("-._") or "repo"
+
+    def __str__(self) -> str:
+        return f"{self.url}@{self.ref}" if self.ref else self.url
+
+
+class RepoTree(BaseModel):
+    """What detection sees of a checked-out repository: every tracked path and the text of the files it asked for."""
+
+    paths: list[str] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)
+
+    def read(self, path: str) -> str | None:
+        return self.files.get(path)
+
+
+class EnvSpec(BaseModel):
+    """How to build and test one repository, as data. Rendered into Dockerfiles; its hash tags the image."""
+
+    model_config = ConfigDict(frozen=True)
+
+    python: str = Field(description="Python version X.Y the image runs")
+    system_packages: list[str] = Field(default_factory=list, description="Debian packages installed when missing")
+    requirements: list[str] = Field(
+        default_factory=list,
+        description="pip requirement strings known statically; installed in a layer shared across commits",
+    )
+    requirement_files: list[str] = Field(default_factory=list, description="repo-relative requirements files")
+    project_install: str | None = Field(
+        default=".", description="pip target for the project itself, e.g. '.[test]'; None to not install it"
+    )
+    editable: bool = True
+    optional_packages: list[str] = Field(
+        default_factory=list, description="best-effort installs (imports seen in tests); a failure is logged, not fatal"
+    )
+    pre_install: list[str] = Field(default_factory=list, description="shell commands run before pip installs")
+    post_install: list[str] = Field(default_factory=list, description="shell commands run after pip installs")
+    test_command: list[str] = Field(default_factory=lambda: ["python", "-m", "pytest"])
+    test_args: list[str] = Field(default_factory=list, description="extra pytest arguments, e.g. test paths")
+    env: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list, description="why each choice was made; not part of the hash")
+
+    def content_hash(self, *extra: str) -> str:
+        """Stable hash of everything that changes the built image (notes excluded)."""
+        payload = self.model_dump(mode="json", exclude={"notes"})
+        blob = json.dumps([payload, *extra], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class TestStatus(StrEnum):
+    __test__ = False  # not a pytest test class
+    passed = "passed"
+    failed = "failed"
+    error = "error"
+    skipped = "skipped"
+
+
+class TestOutcome(BaseModel):
+    """One test's result in one run, with a pytest node id."""
+
+    __test__ = False  # not a pytest test class
+
+    test_id: str
+    status: TestStatus
+    duration: float = 0.0
+    message: str = ""
+
+
+class SuiteRun(BaseModel):
+    """One execution of a test suite inside a container."""
+
+    exit_code: int | None
+    timed_out: bool = False
+    seconds: float = 0.0
+    outcomes: list[TestOutcome] = Field(default_factory=list)
+    log_tail: str = ""
+
+    def count(self, status: TestStatus) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+class ImageStatus(StrEnum):
+    ready = "ready"
+    failed = "failed"
+
+
+class FailureCategory(StrEnum):
+    clone = "clone"
+    detect = "detect"
+    install = "install"
+    build = "build"
+    no_tests = "no-tests"
+    tests_error = "tests-error"
+    timeout = "timeout"
+
+
+class ForagerError(Exception):
+    """An expected failure with a one-line explanation for the user, tagged with its category."""
+
+    def __init__(self, category: FailureCategory, message: str, log_tail: str = ""):
+        super().__init__(message)
+        self.category = category
+        self.message = message
+        self.log_tail = log_tail

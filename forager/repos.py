@@ -1,0 +1,135 @@
+"""Repositories: a mirror cache reused across builds, commit resolution, and sanitised snapshots (gitpython)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import git
+from pydantic import BaseModel
+
+from forager import envspec
+from forager.models import FailureCategory, ForagerError, RepoRef, RepoTree
+
+MAX_READ_BYTES = 200_000
+
+
+class RepoSnapshot(BaseModel):
+    """A repository resolved to one commit in the local mirror."""
+
+    ref: RepoRef
+    url: str  # normalised: absolute path for local repositories
+    mirror: Path
+    commit: str
+    default_branch: str | None = None
+
+
+def normalise_url(url: str) -> str:
+    """Local paths become absolute so the same repo named two ways shares one mirror."""
+    if "://" in url or (":" in url and not Path(url).exists()):
+        return url
+    return str(Path(url).expanduser().resolve())
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise work on one mirror across threads and processes (parallel builds of one repo)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _clone_error(ref: RepoRef, exc: git.GitCommandError) -> ForagerError:
+    stderr = (exc.stderr or str(exc)).strip().replace("\n", " ")
+    stderr = stderr.removeprefix("stderr:").strip().strip("'").strip()
+    return ForagerError(
+        FailureCategory.clone,
+        f"cannot clone {ref.url}: {stderr[:300]} (check the URL or path and that it is a git repository)",
+    )
+
+
+def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
+    """Clone or update the mirror of `ref.url`, then resolve `ref.ref` (default: the default branch's HEAD)."""
+    url = normalise_url(ref.url)
+    if "://" not in url and ":" not in url and not Path(url).exists():
+        raise ForagerError(FailureCategory.clone, f"cannot clone {ref.url}: no such path or URL (check the spelling)")
+    mirror = cache_dir / "mirrors" / (hashlib.sha256(url.encode()).hexdigest()[:20] + ".git")
+    with _locked(mirror):
+        try:
+            if mirror.exists():
+                repo = git.Repo(mirror)
+                repo.git.fetch("--prune", "--tags", "origin", "+refs/heads/*:refs/heads/*")
+            else:
+                repo = git.Repo.clone_from(url, mirror, mirror=True)
+        except git.GitCommandError as exc:
+            raise _clone_error(ref, exc) from exc
+        default_branch = _default_branch(repo)
+        wanted = ref.ref or "HEAD"
+        try:
+            commit = repo.git.rev_parse("--verify", "--end-of-options", f"{wanted}^{{commit}}")
+        except git.GitCommandError as exc:
+            raise ForagerError(
+                FailureCategory.clone,
+                f"{ref.url}: commit or ref {wanted!r} not found (fetched branches and tags; check the sha)",
+            ) from exc
+    return RepoSnapshot(ref=ref, url=url, mirror=mirror, commit=commit, default_branch=default_branch)
+
+
+def _default_branch(repo: git.Repo) -> str | None:
+    try:
+        return repo.git.symbolic_ref("--short", "HEAD")
+    except git.GitCommandError:
+        return None
+
+
+def export_sanitised(snapshot: RepoSnapshot, dest: Path) -> None:
+    """Write a work tree of the commit at `dest` whose git history holds only the commit and its ancestors.
+
+    No remotes, no other refs or tags, no reflog, and gc'd objects: an agent in the image must not be able
+    to find a later commit (the future fix) in history.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    repo = git.Repo.init(dest, initial_branch="main")
+    # why: fetching one sha by path transfers only objects reachable from it, and adds no remote.
+    repo.git.fetch("--no-tags", "--quiet", str(snapshot.mirror), snapshot.commit)
+    repo.git.checkout("--quiet", "-B", "main", snapshot.commit)
+    (dest / ".git" / "FETCH_HEAD").unlink(missing_ok=True)
+    repo.git.reflog("expire", "--expire=now", "--all")
+    repo.git.gc("--prune=now", "--quiet")
+
+
+def history_check_script(commit: str) -> str:
+    """Shell run inside the image: prints a reason and exits 1 if anything beyond `commit` is reachable or stored."""
+    return f"""set -e
+cd "$1"
+[ "$(git rev-parse HEAD)" = "{commit}" ] || {{ echo "HEAD is not {commit}"; exit 1; }}
+[ -z "$(git remote)" ] || {{ echo "remotes present: $(git remote)"; exit 1; }}
+extra_refs=$(git for-each-ref --format='%(objectname)' | while read sha; do git merge-base --is-ancestor "$sha" HEAD || echo "$sha"; done)
+[ -z "$extra_refs" ] || {{ echo "refs not in HEAD's history: $extra_refs"; exit 1; }}
+stored=$(git cat-file --batch-all-objects --batch-check='%(objecttype) %(objectname)' | awk '$1=="commit"{{print $2}}' | sort)
+reachable=$(git rev-list HEAD | sort)
+[ "$stored" = "$reachable" ] || {{ echo "commits stored that HEAD does not reach"; exit 1; }}
+[ -z "$(git reflog 2>/dev/null)" ] || {{ echo "reflog not empty"; exit 1; }}
+echo history-ok
+"""
+
+
+def read_tree(work_tree: Path) -> RepoTree:
+    """Tracked paths and the text of the files detection wants (pure detection reads nothing itself)."""
+    repo = git.Repo(work_tree)
+    paths = repo.git.ls_files("-z").split("\0")
+    paths = [p for p in paths if p]
+    files: dict[str, str] = {}
+    for path in paths:
+        if envspec.wanted(path):
+            full = work_tree / path
+            if full.is_file():
+                files[path] = full.read_bytes()[:MAX_READ_BYTES].decode("utf-8", errors="replace")
+    return RepoTree(paths=paths, files=files)

@@ -1,0 +1,96 @@
+"""The store: SQLModel tables behind a small interface. SQLite (WAL) by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from forager.store.tables import BaselineTest, Image, Repo, utcnow
+
+__all__ = ["Store", "Repo", "Image", "BaselineTest"]
+
+
+def _engine_for(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # why: WAL lets readers and one writer work at once
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+class Store:
+    """Everything forager persists goes through here; each method is one short transaction."""
+
+    def __init__(self, url: str):
+        try:
+            self.engine = _engine_for(url)
+            SQLModel.metadata.create_all(self.engine)
+        except Exception as exc:  # a bad URL or unreachable server: one clear line
+            raise ValueError(f"cannot open store {url!r}: {exc.__class__.__name__}: {exc}".splitlines()[0]) from exc
+        self.url = url
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    # -- repos ---------------------------------------------------------------------------------
+    def upsert_repo(self, url: str, name: str, mirror_path: str = "", default_branch: str | None = None) -> Repo:
+        with self.session() as s:
+            repo = s.exec(select(Repo).where(Repo.url == url)).first()
+            if repo is None:
+                repo = Repo(url=url, name=name)
+            repo.mirror_path = mirror_path or repo.mirror_path
+            repo.default_branch = default_branch or repo.default_branch
+            s.add(repo)
+            s.commit()
+            s.refresh(repo)
+            return repo
+
+    # -- images --------------------------------------------------------------------------------
+    def save_image(self, image: Image) -> Image:
+        image.updated_at = utcnow()
+        with self.session() as s:
+            merged = s.merge(image)
+            s.commit()
+            s.refresh(merged)
+            return merged
+
+    def find_image(self, repo_id: int, spec_hash: str) -> Image | None:
+        with self.session() as s:
+            return s.exec(select(Image).where(Image.repo_id == repo_id, Image.spec_hash == spec_hash)).first()
+
+    def replace_baseline(self, image_id: int, tests: list[BaselineTest]) -> None:
+        with self.session() as s:
+            for old in s.exec(select(BaselineTest).where(BaselineTest.image_id == image_id)):
+                s.delete(old)
+            s.flush()
+            for test in tests:
+                test.image_id = image_id
+                s.add(test)
+            s.commit()
+
+    def baseline(self, image_id: int) -> list[BaselineTest]:
+        with self.session() as s:
+            return list(s.exec(select(BaselineTest).where(BaselineTest.image_id == image_id)))
+
+    def images(self) -> list[tuple[Image, Repo]]:
+        with self.session() as s:
+            rows = s.exec(select(Image, Repo).where(Image.repo_id == Repo.id).order_by(Image.id))
+            return [(image, repo) for image, repo in rows]

@@ -1,0 +1,41 @@
+"""Merge validation runs into an image baseline and judge the image (pure)."""
+
+from __future__ import annotations
+
+from forager.models import FailureCategory, SuiteRun, TestStatus
+from forager.store.tables import BaselineTest
+
+MISSING = "missing"  # a test seen in one run and absent from another
+
+
+def merge_runs(runs: list[SuiteRun]) -> list[BaselineTest]:
+    """One row per test id seen in any run; flaky when its status differs between runs."""
+    per_run = [{o.test_id: o.status for o in run.outcomes} for run in runs]
+    ids: dict[str, None] = {}
+    for statuses in per_run:
+        ids.update(dict.fromkeys(statuses))
+    merged = []
+    for test_id in ids:
+        statuses = [str(run.get(test_id, MISSING)) for run in per_run]
+        first = next(s for s in statuses if s != MISSING)
+        merged.append(BaselineTest(image_id=0, test_id=test_id, status=first, flaky=len(set(statuses)) > 1, statuses=statuses))
+    return merged
+
+
+def judge(runs: list[SuiteRun], baseline: list[BaselineTest]) -> tuple[FailureCategory | None, str]:
+    """None when the image is ready (the suite ran and a test passed); else the category and a one-line cause."""
+    first = runs[0]
+    if any(run.timed_out for run in runs):
+        return FailureCategory.timeout, "test suite did not finish within the time limit (raise --test-timeout)"
+    if any(b.status == TestStatus.passed for b in baseline):
+        return None, ""
+    if not first.outcomes and first.exit_code == 5:
+        return FailureCategory.no_tests, "pytest collected no tests"
+    if not first.outcomes:
+        return FailureCategory.tests_error, f"pytest exited {first.exit_code} without reporting tests"
+    errors = first.count(TestStatus.error)
+    return (
+        FailureCategory.tests_error,
+        f"no test passed ({first.count(TestStatus.failed)} failed, {errors} errors, "
+        f"{first.count(TestStatus.skipped)} skipped)",
+    )

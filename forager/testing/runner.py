@@ -1,0 +1,62 @@
+"""Run a repository's test suite in a fresh container and read per-test results from JUnit XML."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from forager.build.engine import Engine, tail
+from forager.models import EnvSpec, SuiteRun
+from forager.testing.junit import JUnitParseError, parse_junit
+
+OUT_DIR = "/tmp/forager-out"
+# The container's own deadline is shorter than ours, so pytest is stopped and its partial XML kept.
+KILL_GRACE = 10
+
+
+def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str] | None = None) -> str:
+    """Shell that runs pytest with JUnit XML and leaves log, exit code and XML in OUT_DIR."""
+    argv = [
+        *spec.test_command,
+        "-p", "no:cacheprovider",  # why: .pytest_cache would show up in git status
+        "-o", "junit_family=xunit1",  # why: xunit1 records the file path, so node ids are exact
+        f"--junitxml={OUT_DIR}/junit.xml",
+        "-q", "-rN",
+        *(test_ids if test_ids else spec.test_args),
+    ]
+    command = " ".join(shlex.quote(a) for a in argv)
+    return (
+        f"mkdir -p {OUT_DIR} && cd {shlex.quote(repo_path)} && "
+        f"timeout -k {KILL_GRACE} {timeout} {command} > {OUT_DIR}/log.txt 2>&1; "
+        f"echo $? > {OUT_DIR}/exit_code"
+    )
+
+
+def run_suite(
+    engine: Engine, image: str, spec: EnvSpec, *, repo_path: str, timeout: int, run_index: int = 1,
+    test_ids: list[str] | None = None,
+) -> SuiteRun:
+    started = time.monotonic()
+    result = engine.run(
+        image,
+        ["sh", "-c", suite_script(spec, repo_path, timeout, test_ids)],
+        timeout=timeout + 3 * KILL_GRACE,
+        # why: lets a suite (or a test fixture) know which validation run it is in
+        environment={"FORAGER_RUN_INDEX": str(run_index)},
+        collect=OUT_DIR,
+        labels={"forager.role": "validate"},
+    )
+    log = result.files.get("log.txt", b"").decode("utf-8", errors="replace") or result.output
+    code_text = result.files.get("exit_code", b"").decode().strip()
+    exit_code = int(code_text) if code_text.lstrip("-").isdigit() else result.exit_code
+    timed_out = result.timed_out or exit_code in (124, 137)
+    outcomes = []
+    if "junit.xml" in result.files:
+        try:
+            outcomes = parse_junit(result.files["junit.xml"])
+        except JUnitParseError as exc:
+            log += f"\nforager: {exc}"
+    return SuiteRun(
+        exit_code=exit_code, timed_out=timed_out, seconds=time.monotonic() - started, outcomes=outcomes,
+        log_tail=tail(log),
+    )

@@ -1,0 +1,100 @@
+"""Every failure category: one clear line naming the repo and cause, recorded, and other builds go on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forager.models import RepoRef
+from tests.integration.conftest import run_cli
+
+SETUP_PY_PKG = {
+    "setup.py": "from setuptools import setup\nsetup(name='pkg', version='0.1', packages=['pkg'])\n",
+    "pkg/__init__.py": "def one():\n    return 1\n",
+}
+PASSING_TEST = {"tests/test_pkg.py": "from pkg import one\n\ndef test_one():\n    assert one() == 1\n"}
+
+
+def test_missing_path_is_a_clone_failure(builder, tmp_path, store):
+    result = builder.build(RepoRef(url=str(tmp_path / "nope")))
+    assert (result.status, result.category) == ("failed", "clone")
+    assert str(tmp_path / "nope") in result.message and "no such path" in result.message
+    image, _repo = store.images()[-1]
+    assert image.failure_category == "clone" and image.status == "failed"
+
+
+def test_unknown_commit_is_a_clone_failure(builder, repo_factory):
+    root, _ = repo_factory("pkg", {**SETUP_PY_PKG, **PASSING_TEST})
+    result = builder.build(RepoRef(url=str(root), ref="0123456789abcdef0123456789abcdef01234567"))
+    assert result.category == "clone" and "not found" in result.message
+
+
+def test_repo_without_python_is_a_detect_failure(builder, repo_factory):
+    root, _ = repo_factory("docs-only", {"README.md": "# just words\n", "Makefile": "all:\n\techo hi\n"})
+    result = builder.build(RepoRef(url=str(root)))
+    assert result.category == "detect" and "docs-only" in result.message
+
+
+def test_repo_without_tests_is_a_no_tests_failure(builder, repo_factory):
+    root, _ = repo_factory("untested", SETUP_PY_PKG)
+    result = builder.build(RepoRef(url=str(root)))
+    assert result.category == "no-tests", result.message
+
+
+def test_broken_setup_is_an_install_failure(builder, repo_factory):
+    broken = {"setup.py": "raise SystemExit('this setup.py is broken on purpose')\n", "pkg/__init__.py": ""}
+    root, _ = repo_factory("broken", {**broken, **PASSING_TEST})
+    result = builder.build(RepoRef(url=str(root)))
+    assert result.category == "install", result.message
+    assert "install step failed" in result.message
+
+
+def test_missing_base_image_is_a_build_failure(settings, store, engine, repo_factory):
+    from forager.build.pipeline import ImageBuilder
+
+    root, _ = repo_factory("pkg", {**SETUP_PY_PKG, **PASSING_TEST})
+    settings = settings.model_copy(update={"base_image": "forager/no-such-base:{python}"})
+    result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(root)))
+    assert result.category == "build"
+    assert "forager/no-such-base:3.11" in result.message and "bootstrap-base" in result.message
+
+
+def test_all_tests_failing_is_a_tests_error(builder, repo_factory):
+    failing = {"tests/test_pkg.py": "def test_a():\n    assert False\n\ndef test_b():\n    raise RuntimeError\n"}
+    root, _ = repo_factory("allfail", {**SETUP_PY_PKG, **failing})
+    result = builder.build(RepoRef(url=str(root)))
+    assert result.category == "tests-error" and "2 failed" in result.message
+
+
+def test_slow_suite_is_a_timeout(settings, store, engine, repo_factory):
+    from forager.build.pipeline import ImageBuilder
+
+    slow = {"tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(120)\n"}
+    root, _ = repo_factory("slow", {**SETUP_PY_PKG, **slow})
+    settings = settings.model_copy(update={"test_timeout": 5, "validation_runs": 1})
+    result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(root)))
+    assert result.category == "timeout", result.message
+
+
+def test_cli_reports_each_failure_and_keeps_building_the_others(settings, repo_factory, tmp_path):
+    good, _ = repo_factory("good", {**SETUP_PY_PKG, **PASSING_TEST})
+    bad = tmp_path / "does-not-exist"
+    repos_file = tmp_path / "repos.txt"
+    repos_file.write_text(f"# a comment\n{bad}\n\n{good}\n")
+    proc = run_cli("build-images", "--repos-file", str(repos_file), "--jobs", "2", settings=settings)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{bad}: cannot clone" in proc.stderr  # one line naming the repo and the cause
+    assert "1/2 ready" in proc.stdout and "failed: clone" in proc.stdout
+
+    as_json = run_cli("status", "--json", settings=settings, check=True)
+    images = json.loads(as_json.stdout)["images"]
+    assert sorted(i["status"] for i in images) == ["failed", "ready"]
+    assert {i["repo_name"] for i in images} == {"good", "does-not-exist"}
+
+
+@pytest.mark.parametrize("args, needle", [(["build-images"], "no repositories given"),
+                                          (["build-images", "--repos-file", "/nonexistent"], "--repos-file")])
+def test_cli_bad_arguments_get_one_line(settings, args, needle):
+    proc = run_cli(*args, settings=settings)
+    assert proc.returncode == 2 and needle in proc.stderr

@@ -1,0 +1,67 @@
+from forager.build.render import NO_CA_BUNDLE, install_commands, render
+from forager.models import EnvSpec
+
+
+def plan_for(spec, **kw):
+    args = dict(repo_url="/src/ledger", repo_name="ledger", commit="a" * 40, base_image="python:3.11-slim",
+                image_prefix="forager-env")
+    args.update(kw)
+    return render(spec, **args)
+
+
+def test_layers_and_tags():
+    spec = EnvSpec(python="3.11", requirements=["pytest", "attrs>=22"], project_install=".[test]")
+    plan = plan_for(spec)
+    assert plan.base_dockerfile.splitlines()[2] == "FROM python:3.11-slim"
+    assert f"FROM {plan.base_tag}" in plan.env_dockerfile
+    assert plan.env_tag == f"forager-env/ledger:{plan.spec_hash[:16]}"
+    assert plan.requirements_txt == "pytest\nattrs>=22\n"
+    # dependencies are installed before the source is copied: that layer is shared across commits
+    deps = plan.env_dockerfile.index("requirements.txt\nRUN")
+    source = plan.env_dockerfile.index("COPY repo/ /testbed/")
+    project = plan.env_dockerfile.index("pip install -e '.[test]'")
+    assert deps < source < project
+    assert 'forager.commit="' + "a" * 40 in plan.env_dockerfile
+
+
+def test_hash_changes_with_commit_spec_and_base_but_not_notes():
+    spec = EnvSpec(python="3.11")
+    base = plan_for(spec).spec_hash
+    assert plan_for(spec, commit="b" * 40).spec_hash != base
+    assert plan_for(spec, base_image="forager/bootstrap:3.11").spec_hash != base
+    assert plan_for(EnvSpec(python="3.11", requirements=["x"])).spec_hash != base
+    assert plan_for(EnvSpec(python="3.11", notes=["why"])).spec_hash == base
+
+
+def test_ca_bundle_only_during_build():
+    spec = EnvSpec(python="3.11")
+    without = plan_for(spec).env_dockerfile
+    assert "forager-ca.crt" not in without and "ARG PIP_CERT" not in without
+    with_ca = plan_for(spec, ca_bundle_sha256="f" * 64)
+    assert "COPY forager-ca.crt /usr/local/share/forager/ca.crt" in with_ca.env_dockerfile
+    assert "ARG PIP_CERT=/usr/local/share/forager/ca.crt" in with_ca.env_dockerfile
+    assert "ENV PIP_CERT" not in with_ca.env_dockerfile
+    assert 'forager.ca-bundle-sha256="' + "f" * 64 in with_ca.env_dockerfile
+    assert with_ca.spec_hash != plan_for(spec).spec_hash
+    assert NO_CA_BUNDLE in without
+
+
+def test_install_commands_order_and_optional_packages_are_best_effort():
+    spec = EnvSpec(
+        python="3.11", pre_install=["echo pre"], requirement_files=["requirements-test.txt"],
+        project_install=".", editable=False, optional_packages=["PyYAML", "toml"], post_install=["echo post"],
+    )
+    commands = install_commands(spec, 60)
+    assert commands[0] == "echo pre"
+    assert commands[1] == "timeout 60 pip install -r requirements-test.txt"
+    assert commands[2] == "timeout 60 pip install ."
+    assert "for p in PyYAML toml" in commands[3] and "skipped optional" in commands[3]
+    assert commands[-1] == "echo post"
+
+
+def test_no_project_install_and_env():
+    spec = EnvSpec(python="3.12", project_install=None, env={"A": "1 2"})
+    plan = plan_for(spec, base_image="python:3.12-slim")
+    assert "pip install -e" not in plan.env_dockerfile
+    assert 'ENV A="1 2"' in plan.env_dockerfile
+    assert plan.base_tag.startswith("forager-base:py3.12-")
