@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+import httpx
+from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist_filename
 
 GIT_ID = ["-c", "user.name=forager", "-c", "user.email=forager@localhost", "-c", "init.defaultBranch=main"]
 
@@ -20,24 +22,42 @@ class SdistError(RuntimeError):
     pass
 
 
-def download_sdist(requirement: str, dest: Path) -> Path:
-    """`pip download` the sdist of `requirement` (e.g. 'six==1.17.0') into `dest`, reusing a cached file."""
+SIMPLE_INDEX = "https://pypi.org/simple"
+
+
+def download_sdist(requirement: str, dest: Path, index_url: str = SIMPLE_INDEX) -> Path:
+    """Fetch the sdist of 'NAME==VERSION' through the index's JSON simple API (PEP 691), reusing a cached file.
+
+    Not `pip download`: that builds the sdist's metadata, which needs its build backend.
+    """
+    name, _, version = requirement.partition("==")
+    if not version:
+        raise SdistError(f"{requirement!r}: pin a version, e.g. {name}==1.0")
     dest.mkdir(parents=True, exist_ok=True)
-    name = requirement.split("==")[0].lower().replace("-", "_").replace(".", "_")
-    version = requirement.partition("==")[2]
-    for existing in dest.iterdir():
-        stem = existing.name.lower().replace("-", "_").replace(".", "_")
-        if stem.startswith(f"{name}_{version.replace('.', '_')}") and version:
-            return existing
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation",
-         "-q", "-d", str(dest), requirement],
-        capture_output=True, text=True, timeout=600,
-    )
-    if proc.returncode != 0:
-        raise SdistError(f"pip download {requirement} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    files = sorted(dest.iterdir(), key=lambda p: p.stat().st_mtime)
-    return files[-1]
+    project = canonicalize_name(name)
+    try:
+        response = httpx.get(
+            f"{index_url}/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+            timeout=60, follow_redirects=True,
+        )
+        response.raise_for_status()
+        for file in response.json()["files"]:
+            filename = file["filename"]
+            if not filename.endswith((".tar.gz", ".zip")):
+                continue
+            try:
+                sdist_name, sdist_version = parse_sdist_filename(filename)
+            except InvalidSdistFilename:
+                continue
+            if sdist_name == project and str(sdist_version) == version:
+                target = dest / filename
+                if not target.exists():
+                    data = httpx.get(file["url"], timeout=300, follow_redirects=True).raise_for_status().content
+                    target.write_bytes(data)
+                return target
+    except httpx.HTTPError as exc:
+        raise SdistError(f"cannot download {requirement}: {exc}") from exc
+    raise SdistError(f"{requirement}: no source distribution on {index_url}")
 
 
 def _extract(archive: Path, into: Path) -> Path:

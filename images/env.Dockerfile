@@ -1,8 +1,6 @@
 # forager env layer: ${repo_name} at ${commit}, dependencies installed, test suite runnable.
 # Rendered by forager/build/render.py from an EnvSpec; the tag is the content hash of spec + commit.
 FROM ${base_tag}
-LABEL forager.repo="${repo_url}" forager.commit="${commit}" forager.spec-hash="${spec_hash}" \
-      forager.ca-bundle-sha256="${ca_bundle_sha256}" forager.version="${forager_version}"
 ${ca_lines}
 ${env_lines}
 # 1. Dependencies known without the source: one layer shared by commits whose requirements are equal.
@@ -15,3 +13,6 @@ ${install_lines}
 # Files the install wrote (egg-info, build/) are hidden from git status so an agent's diff stays clean.
 RUN git ls-files --others --exclude-standard --directory >> .git/info/exclude \
     && { git diff --quiet || echo "forager: warning: the install modified tracked files: $$(git diff --name-only)"; }
+# Labels last: a label naming the commit before the dependency layer would make every commit rebuild it.
+LABEL forager.repo="${repo_url}" forager.commit="${commit}" forager.spec-hash="${spec_hash}" \
+      forager.ca-bundle-sha256="${ca_bundle_sha256}" forager.version="${forager_version}"

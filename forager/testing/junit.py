@@ -18,8 +18,8 @@ class JUnitParseError(ValueError):
 def node_id(file: str | None, classname: str, name: str) -> str:
     """Rebuild a pytest node id (path::Class::test[param]) from JUnit attributes.
 
-    With junit_family=xunit1 pytest writes the file path, so the module part of classname can be
-    stripped exactly; names keep their spaces and brackets (no log parsing, nothing truncated).
+    A fallback for XML without forager's `forager_nodeid` property: the file attribute (xunit1) names
+    where the function is defined, which for inherited tests is not the module that collected it.
     """
     if not classname:  # collection errors: pytest puts the module in `name`
         return name
@@ -55,8 +55,11 @@ def parse_junit(xml_text: str | bytes) -> list[TestOutcome]:
     by_id: dict[str, TestOutcome] = {}
     for suite in suites:
         for case in suite:
-            file = case._elem.get("file")
-            test_id = node_id(file, case.classname or "", case.name or "")
+            exact = case._elem.find("properties/property[@name='forager_nodeid']")
+            if exact is not None and exact.get("value"):
+                test_id = exact.get("value")
+            else:
+                test_id = node_id(case._elem.get("file"), case.classname or "", case.name or "")
             status, message = _status(case)
             outcome = TestOutcome(test_id=test_id, status=status, duration=case.time or 0.0, message=message)
             previous = by_id.get(test_id)

@@ -10,6 +10,14 @@ from forager.models import EnvSpec, SuiteRun
 from forager.testing.junit import JUnitParseError, parse_junit
 
 OUT_DIR = "/tmp/forager-out"
+PLUGIN_DIR = "/tmp/forager-plugin"
+# A pytest plugin written next to each run: it records every test's exact node id as a JUnit property,
+# so ids survive inheritance, nested classes, spaces and brackets (no log parsing, no guessing).
+NODEID_PLUGIN = """
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.user_properties.append(("forager_nodeid", item.nodeid))
+"""
 # The container's own deadline is shorter than ours, so pytest is stopped and its partial XML kept.
 KILL_GRACE = 10
 
@@ -18,6 +26,7 @@ def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str
     """Shell that runs pytest with JUnit XML and leaves log, exit code and XML in OUT_DIR."""
     argv = [
         *spec.test_command,
+        "-p", "forager_nodeids",
         "-p", "no:cacheprovider",  # why: .pytest_cache would show up in git status
         "-o", "junit_family=xunit1",  # why: xunit1 records the file path, so node ids are exact
         f"--junitxml={OUT_DIR}/junit.xml",
@@ -26,7 +35,8 @@ def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str
     ]
     command = " ".join(shlex.quote(a) for a in argv)
     return (
-        f"mkdir -p {OUT_DIR} && cd {shlex.quote(repo_path)} && "
+        f"mkdir -p {OUT_DIR} {PLUGIN_DIR} && cat > {PLUGIN_DIR}/forager_nodeids.py <<'EOF'\n{NODEID_PLUGIN}\nEOF\n"
+        f"export PYTHONPATH={PLUGIN_DIR}${{PYTHONPATH:+:$PYTHONPATH}}; cd {shlex.quote(repo_path)} && "
         f"timeout -k {KILL_GRACE} {timeout} {command} > {OUT_DIR}/log.txt 2>&1; "
         f"echo $? > {OUT_DIR}/exit_code"
     )

@@ -53,3 +53,19 @@ def test_node_id_when_classname_is_not_under_file():
 def test_garbage_raises_clear_error():
     with pytest.raises(JUnitParseError):
         parse_junit("<not xml")
+
+
+def test_exact_node_id_property_wins_over_attributes():
+    xml = """<testsuites><testsuite name="pytest" tests="2">
+    <testcase classname="tests.test_cache.CacheTest" name="test_clear" file="tests/__init__.py">
+      <properties><property name="forager_nodeid" value="tests/test_cache.py::CacheTest::test_clear"/></properties>
+    </testcase>
+    <testcase classname="tests.test_lru.LRUTest" name="test_clear" file="tests/__init__.py">
+      <properties><property name="forager_nodeid" value="tests/test_lru.py::LRUTest::test_clear"/></properties>
+      <failure message="x"/>
+    </testcase></testsuite></testsuites>"""
+    outcomes = parse_junit(xml)
+    assert [(o.test_id, o.status) for o in outcomes] == [
+        ("tests/test_cache.py::CacheTest::test_clear", TestStatus.passed),
+        ("tests/test_lru.py::LRUTest::test_clear", TestStatus.failed),
+    ]
