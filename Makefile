@@ -30,7 +30,11 @@ demo: base-image
 	$(FORAGER) build-images --repo $(DEMO_REPO)
 	$(FORAGER) status
 
+# The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh).
+export FORAGER_TEST_POSTGRES ?= postgresql+psycopg://forager:forager@127.0.0.1:5432/forager_test
+
 test: base-image
+	@scripts/ensure-postgres.sh
 	$(VENV)/bin/pytest
 
 unit: venv

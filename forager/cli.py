@@ -134,15 +134,15 @@ def build_images(
 
 
 def _print_build_table(results) -> None:
-    table = Table(title="build-images")
-    for column in ("repo", "commit", "python", "status", "passed", "failed", "flaky", "seconds", "image"):
+    table = Table(title="build-images", caption="tests: passed/failed/skipped; image tags are in --json and `forager status --json`")
+    for column in ("repo", "commit", "py", "status", "tests", "flaky", "seconds"):
         table.add_column(column, overflow="fold")
     for r in results:
-        status = "[green]ready[/green]" if r.status == "ready" else f"[red]failed: {r.category}[/red]"
+        status = "[green]ready[/green]" if r.status == "ready" else f"[red]{r.category}[/red]"
         table.add_row(
-            str(RepoRef(url=r.repo, ref=r.requested_ref)), (r.commit or "")[:10], r.python or "",
-            status + (" (cached)" if r.cached else ""), str(r.passed), str(r.failed), str(r.flaky),
-            f"{r.seconds:.1f}", r.tag or "",
+            RepoRef(url=r.repo).name + (f"@{r.requested_ref}" if r.requested_ref else ""), (r.commit or "")[:10],
+            r.python or "", status + (" (cached)" if r.cached else ""), f"{r.passed}/{r.failed}/{r.skipped}",
+            str(r.flaky), f"{r.seconds:.1f}",
         )
     out.print(table)
     ready = sum(r.status == "ready" for r in results)
@@ -165,14 +165,14 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
         print(json.dumps(payload, indent=2))
         return
     table = Table(title=f"images in {settings.db}")
-    for column in ("id", "repo", "commit", "python", "status", "passed", "failed", "skipped", "flaky", "size", "build s", "tag"):
+    for column in ("id", "repo", "commit", "py", "status", "passed", "failed", "flaky", "size", "build s"):
         table.add_column(column, overflow="fold")
     for image, repo in rows:
         state = "[green]ready[/green]" if image.status == "ready" else f"[red]{image.status}: {image.failure_category}[/red]"
         table.add_row(
             str(image.id), repo.name, (image.commit or "")[:10], image.python_version or "", state,
-            str(image.tests_passed), str(image.tests_failed), str(image.tests_skipped), str(image.tests_flaky),
-            _size(image.size_bytes), f"{image.build_seconds:.0f}" if image.build_seconds else "", image.tag or "",
+            str(image.tests_passed), str(image.tests_failed), str(image.tests_flaky),
+            _size(image.size_bytes), f"{image.build_seconds:.0f}" if image.build_seconds else "",
         )
     out.print(table)
     for image, repo in rows:

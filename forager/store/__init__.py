@@ -81,9 +81,8 @@ class Store:
             for old in s.exec(select(BaselineTest).where(BaselineTest.image_id == image_id)):
                 s.delete(old)
             s.flush()
-            for test in tests:
-                test.image_id = image_id
-                s.add(test)
+            for test in tests:  # fresh rows: the caller's objects may already belong to a session
+                s.add(BaselineTest(**test.model_dump(exclude={"id", "image_id"}), image_id=image_id))
             s.commit()
 
     def baseline(self, image_id: int) -> list[BaselineTest]:

@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import pytest
+
+from forager.config import Settings
+
+
+def test_env_prefix_and_json_lists(monkeypatch):
+    monkeypatch.setenv("FORAGER_DB", "sqlite:////tmp/elsewhere.db")
+    monkeypatch.setenv("FORAGER_PYTHON_VERSIONS", '["3.12", "3.11"]')
+    monkeypatch.setenv("FORAGER_BASE_IMAGE", "registry.local/py:{python}")
+    settings = Settings()
+    assert settings.db == "sqlite:////tmp/elsewhere.db"
+    assert settings.python_versions == ["3.12", "3.11"]
+    assert settings.base_image_for("3.12") == "registry.local/py:3.12"
+
+
+def test_forager_toml_is_read_and_env_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "forager.toml").write_text('jobs = 7\ntest_timeout = 42\n')
+    monkeypatch.setenv("FORAGER_JOBS", "3")
+    settings = Settings()
+    assert settings.test_timeout == 42
+    assert settings.jobs == 3
+
+
+def test_ca_bundle_from_environment_or_explicit(tmp_path, monkeypatch):
+    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
+        monkeypatch.delenv(var, raising=False)
+    assert Settings(ca_bundle=None).resolved_ca_bundle() is None
+    bundle = tmp_path / "corp.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    assert Settings().resolved_ca_bundle() == bundle
+    with pytest.raises(ValueError, match="--ca-bundle"):
+        Settings(ca_bundle=Path(tmp_path / "missing.pem")).resolved_ca_bundle()
