@@ -91,11 +91,12 @@ def build_images(
     refs = _read_refs(repo, repos_file)
     store = _store(settings)
     engine = _engine(settings)
-    engine.sweep()
     try:
         builder = ImageBuilder(settings, store, engine)
     except ValueError as exc:
         raise _die(str(exc)) from None
+    engine.sweep()  # containers and build contexts of forager processes that were killed
+    builder.sweep_contexts()
 
     results: list[BuildResult] = []
     progress = Progress(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,9 @@ from forager import envspec
 from forager.models import FailureCategory, ForagerError, RepoRef, RepoTree
 
 MAX_READ_BYTES = 200_000
+GIT_TIMEOUT = 900  # seconds for one clone or fetch
+# why: a missing https repository must fail at once, not wait at a username prompt nobody answers
+GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/echo", "SSH_ASKPASS": "/bin/echo"}
 
 
 class RepoSnapshot(BaseModel):
@@ -47,11 +52,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _clone_error(ref: RepoRef, exc: git.GitCommandError) -> ForagerError:
-    stderr = (exc.stderr or str(exc)).strip().replace("\n", " ")
-    stderr = stderr.removeprefix("stderr:").strip().strip("'").strip()
+    stderr = (exc.stderr or str(exc)).strip().removeprefix("stderr:").strip().strip("'")
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    cause = next((line.removeprefix("fatal:").strip() for line in lines if line.startswith("fatal:")), None)
+    cause = cause or (lines[-1] if lines else f"git exited {exc.status}")
     return ForagerError(
         FailureCategory.clone,
-        f"cannot clone {ref.url}: {stderr[:300]} (check the URL or path and that it is a git repository)",
+        f"cannot clone {ref.url}: {cause[:300]} (check the URL or path and that it is a git repository)",
     )
 
 
@@ -65,9 +72,21 @@ def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
         try:
             if mirror.exists():
                 repo = git.Repo(mirror)
-                repo.git.fetch("--prune", "--tags", "origin", "+refs/heads/*:refs/heads/*")
+                repo.git.update_environment(**GIT_ENV)
+                repo.git.fetch(
+                    "--prune", "--tags", "origin", "+refs/heads/*:refs/heads/*", kill_after_timeout=GIT_TIMEOUT
+                )
             else:
-                repo = git.Repo.clone_from(url, mirror, mirror=True)
+                # why: clone beside the mirror and rename, so a killed clone never leaves a half mirror behind
+                partial = mirror.with_suffix(f".partial-{os.getpid()}")
+                shutil.rmtree(partial, ignore_errors=True)
+                try:
+                    git.Repo.clone_from(url, partial, mirror=True, env=GIT_ENV, kill_after_timeout=GIT_TIMEOUT)
+                except git.GitCommandError:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
+                partial.rename(mirror)
+                repo = git.Repo(mirror)
         except git.GitCommandError as exc:
             raise _clone_error(ref, exc) from exc
         default_branch = _default_branch(repo)

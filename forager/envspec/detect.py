@@ -15,7 +15,7 @@ from .pep508 import merge_requirements, requirement_names
 from .plugins import needed_plugins
 from .pytest_config import PytestConfig, find_pytest_config, test_file_patterns
 from .python_version import choose_python, python_constraints, read_pin
-from .suite_layout import DEFAULT_TEST_PATTERNS, has_tests, obvious_test_dirs
+from .suite_layout import DEFAULT_TEST_PATTERNS, has_tests, obvious_test_dirs, unmatched_test_modules
 from .suite_sources import parse_test_sources
 from .version_hints import collect_hints
 
@@ -25,6 +25,9 @@ ENV = {"PYTHONDONTWRITEBYTECODE": "1"}
 def _test_args(paths: set[str], patterns: tuple[str, ...], config: PytestConfig) -> tuple[list[str], str]:
     if config.words("testpaths"):
         return [], f"test paths: testpaths from {config.source}"
+    unmatched = unmatched_test_modules(paths, patterns)
+    if unmatched:
+        return unmatched, f"test paths: {' '.join(unmatched)} (no file matches {' '.join(patterns)}; named explicitly)"
     dirs = obvious_test_dirs(paths, patterns)
     if dirs:
         return dirs, f"test paths: {' '.join(dirs)} (no testpaths configured)"

@@ -11,6 +11,8 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
+from .parse import parse_python
+
 _KEYS = {"name", "python_requires", "extras_require", "install_requires", "tests_require", "classifiers"}
 
 
@@ -110,9 +112,8 @@ def _keyword_values(module: ast.Module):
 
 def read_setup_py(source: str) -> SetupPy | None:
     """Facts from setup.py source; None when it does not parse (e.g. Python 2 syntax)."""
-    try:
-        module = ast.parse(source)
-    except (SyntaxError, ValueError):
+    module = parse_python(source)
+    if module is None:
         return None
     names = _assignments(module)
     found: dict[str, Any] = {}

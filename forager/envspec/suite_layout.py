@@ -55,3 +55,17 @@ def obvious_test_dirs(paths: set[str], patterns: tuple[str, ...]) -> list[str]:
             return []  # tests elsewhere too: let pytest collect from the root
     order = {name: i for i, name in enumerate(_ROOT_TEST_DIRS)}
     return sorted(dirs, key=lambda d: (order.get(d, len(order)), d))
+
+
+def unmatched_test_modules(paths: set[str], patterns: tuple[str, ...]) -> list[str]:
+    """Test-dir modules pytest would not collect by name, when no file matches the patterns at all.
+
+    Suites such as `tests/test.py` (unittest style) are collected when named on the command line.
+    """
+    if any(is_test_file(p, patterns) for p in paths):
+        return []
+    return sorted(
+        p for p in paths
+        if p.endswith(".py") and in_test_dir(p) and split(p)[1] not in ("conftest.py", "__init__.py")
+        and p.split("/")[0] not in _NOT_SUITE_DIRS
+    )

@@ -6,6 +6,7 @@ import ast
 
 from forager.models import RepoTree
 
+from .parse import parse_python
 from .suite_layout import is_test_source
 
 
@@ -15,8 +16,7 @@ def parse_test_sources(tree: RepoTree) -> dict[str, ast.Module]:
     for path in sorted(tree.files):
         if not is_test_source(path):
             continue
-        try:
-            modules[path] = ast.parse(tree.files[path])
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
+        module = parse_python(tree.files[path])
+        if module is not None:
+            modules[path] = module
     return modules

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -52,16 +53,23 @@ class Store:
 
     # -- repos ---------------------------------------------------------------------------------
     def upsert_repo(self, url: str, name: str, mirror_path: str = "", default_branch: str | None = None) -> Repo:
-        with self.session() as s:
-            repo = s.exec(select(Repo).where(Repo.url == url)).first()
-            if repo is None:
-                repo = Repo(url=url, name=name)
-            repo.mirror_path = mirror_path or repo.mirror_path
-            repo.default_branch = default_branch or repo.default_branch
-            s.add(repo)
-            s.commit()
-            s.refresh(repo)
-            return repo
+        for attempt in range(2):
+            with self.session() as s:
+                repo = s.exec(select(Repo).where(Repo.url == url)).first()
+                if repo is None:
+                    repo = Repo(url=url, name=name)
+                repo.mirror_path = mirror_path or repo.mirror_path
+                repo.default_branch = default_branch or repo.default_branch
+                s.add(repo)
+                try:
+                    s.commit()
+                except IntegrityError:  # another worker inserted the same url first: update theirs
+                    if attempt:
+                        raise
+                    continue
+                s.refresh(repo)
+                return repo
+        raise AssertionError("unreachable")
 
     # -- images --------------------------------------------------------------------------------
     def save_image(self, image: Image) -> Image:
@@ -75,6 +83,14 @@ class Store:
     def find_image(self, repo_id: int, spec_hash: str) -> Image | None:
         with self.session() as s:
             return s.exec(select(Image).where(Image.repo_id == repo_id, Image.spec_hash == spec_hash)).first()
+
+    def find_failure(self, repo_id: int, requested_ref: str | None) -> Image | None:
+        """An earlier failed attempt that never got as far as a spec (clone, detect): retried in place."""
+        with self.session() as s:
+            query = select(Image).where(
+                Image.repo_id == repo_id, Image.requested_ref == requested_ref, Image.spec_hash.is_(None)
+            )
+            return s.exec(query).first()
 
     def replace_baseline(self, image_id: int, tests: list[BaselineTest]) -> None:
         with self.session() as s:

@@ -22,6 +22,8 @@ def test_missing_path_is_a_clone_failure(builder, tmp_path, store):
     assert str(tmp_path / "nope") in result.message and "no such path" in result.message
     image, _repo = store.images()[-1]
     assert image.failure_category == "clone" and image.status == "failed"
+    builder.build(RepoRef(url=str(tmp_path / "nope")))  # a retry updates the same row
+    assert len(store.images()) == 1
 
 
 def test_unknown_commit_is_a_clone_failure(builder, repo_factory):

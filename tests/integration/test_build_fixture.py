@@ -70,3 +70,21 @@ def test_fixture_repo_is_ready_with_baseline_flaky_and_clean_history(repo_factor
     # the branch head is another commit, hence another image
     head = builder.build(RepoRef(url=str(root)))
     assert head.commit == second and not head.cached and head.tag != result.tag
+
+
+def test_suite_broken_by_newest_pytest_falls_back_to_an_older_major(repo_factory, builder, store):
+    # pytest 9 removed the py.path `path` argument of collection hooks; suites written before still use it
+    old_style = {
+        "pyproject.toml": PYPROJECT,
+        "tinycalc/__init__.py": TINY_V1["tinycalc/__init__.py"],
+        "tests/conftest.py": "def pytest_collect_file(file_path, path, parent):\n    return None\n",
+        "tests/test_calc.py": "from tinycalc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n",
+    }
+    root, _ = repo_factory("oldsuite", old_style)
+    result = builder.build(RepoRef(url=str(root)))
+    assert result.status == "ready", result.message
+    assert result.passed == 1
+    image, _repo = next((i, r) for i, r in store.images() if i.id == result.image_id)
+    assert any(note.startswith("fallback: pytest<9") for note in image.spec["notes"])
+    again = builder.build(RepoRef(url=str(root)))
+    assert again.cached and again.image_id == result.image_id

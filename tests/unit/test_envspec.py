@@ -544,6 +544,16 @@ def test_no_tests_is_a_no_tests_error():
     assert "add tests or set test_args in an override" in caught.value.message
 
 
+def test_unittest_modules_not_matching_patterns_are_named_explicitly():
+    files = {"setup.py": "from setuptools import setup\nsetup(name='d')\n", "tests/test.py": "import unittest\n"}
+    spec = detect(repo(files, "src/d/__init__.py", "tests/__init__.py", "tests/helpers.py", "docs/test_x.txt"), ALL)
+    assert spec.test_args == ["tests/helpers.py", "tests/test.py"]
+    assert has_note(spec, "named explicitly")
+    # as soon as one file matches pytest's patterns, pytest's own collection is trusted
+    matched = detect(repo({**files, "tests/test_more.py": "def test_a():\n    pass\n"}), ALL)
+    assert matched.test_args == ["tests"]
+
+
 def test_broken_pyproject_becomes_a_note_not_a_crash():
     files = {"pyproject.toml": "[project\nname = ", "setup.py": "from setuptools import setup\nsetup()\n", **A_TEST}
     spec = detect(repo(files), ALL)
@@ -641,3 +651,17 @@ def test_wanted_files(path):
 )
 def test_unwanted_files(path):
     assert not wanted(path)
+
+
+def test_runner_fallbacks_cap_an_unpinned_pytest_only():
+    from forager.envspec.fallbacks import runner_fallbacks
+
+    spec = EnvSpec(python="3.11", requirements=["attrs", "pytest>=6", "pytest-mock"])
+    fallbacks = runner_fallbacks(spec)
+    assert [f.requirements[1] for f in fallbacks] == ["pytest<9,>=6", "pytest<8,>=6", "pytest<7,>=6"]
+    assert all(f.requirements[0] == "attrs" and f.requirements[2] == "pytest-mock" for f in fallbacks)
+    assert "fallback" in fallbacks[0].notes[-1]
+    assert len({f.content_hash() for f in fallbacks} | {spec.content_hash()}) == 4
+    assert runner_fallbacks(EnvSpec(python="3.11", requirements=["pytest<8"])) == []
+    assert runner_fallbacks(EnvSpec(python="3.11", requirements=["pytest==7.4.0"])) == []
+    assert runner_fallbacks(EnvSpec(python="3.11", requirements=["nose"])) == []
