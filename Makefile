@@ -13,6 +13,8 @@ DEMO_REPO := .forager-cache/example-repo
 .PHONY: demo test unit venv host base-image clean
 
 $(VENV)/.installed: pyproject.toml
+	@python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: need python3 >= 3.11 with venv and ensurepip (Debian: apt-get install python3-venv)" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
@@ -23,7 +25,7 @@ host:
 	@scripts/ensure-host.sh
 
 base-image: venv host
-	@$(FORAGER) bootstrap-base --python $(PYTHON_VERSION)
+	@scripts/ensure-base.sh $(PYTHON_VERSION) $(FORAGER)
 
 demo: base-image
 	$(FORAGER) example-repo --out $(DEMO_REPO)

@@ -17,6 +17,7 @@ from forager import __version__
 from forager.build.engine import Engine, EngineUnavailable
 from forager.config import Settings
 from forager.models import RepoRef
+from forager.repos import normalise_url
 from forager.store import Store
 
 app = typer.Typer(
@@ -65,13 +66,16 @@ def _read_refs(repos: list[str], repos_file: Path | None) -> list[RepoRef]:
                 texts.append(line)
     if not texts:
         raise _die("no repositories given; pass --repo URL-or-path[@commit] or --repos-file FILE")
-    refs = []
-    for text in dict.fromkeys(texts):  # why: the same repo twice would race on one image row
+    refs: dict[tuple[str, str | None], RepoRef] = {}
+    for text in texts:
         try:
-            refs.append(RepoRef.parse(text))
+            # a local path that exists is taken whole, even with an '@' in it
+            ref = RepoRef(url=text.strip()) if Path(text.strip()).exists() else RepoRef.parse(text)
         except ValueError as exc:
             raise _die(f"--repo {text!r}: {exc}") from None
-    return refs
+        # why: the same repository named twice (./x and x) would build one image twice at once
+        refs.setdefault((normalise_url(ref.url), ref.ref), ref)
+    return list(refs.values())
 
 
 @app.command("build-images")
@@ -122,7 +126,7 @@ def build_images(
                 progress.update(task, total=1, completed=1, stage=mark + (" (cached)" if result.cached else ""))
                 progress.advance(overall)
                 if result.status != "ready":
-                    err.print(f"[red]failed[/red] {result.message}", highlight=False, soft_wrap=True)
+                    err.print(f"[red]failed:[/red] {result.message}", highlight=False, soft_wrap=True)
 
     order = {ref: i for i, ref in enumerate(refs)}
     results.sort(key=lambda r: order.get(RepoRef(url=r.repo, ref=r.requested_ref), 0))
@@ -159,7 +163,7 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         payload = {
             "images": [
-                {**image.model_dump(mode="json", exclude={"spec", "log_tail"}), "repo": repo.url, "repo_name": repo.name}
+                {**image.model_dump(mode="json"), "repo": repo.url, "repo_name": repo.name}
                 for image, repo in rows
             ]
         }

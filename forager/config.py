@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 DEFAULT_DB = "sqlite:///trajectories/forager.db"
 # Environment variables that point at a CA bundle, in the order we trust them.
 CA_BUNDLE_ENV_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT")
+# Then the host's own trust store: what makes pip work on the host should make it work in the build.
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
 class Settings(BaseSettings):
@@ -30,9 +32,12 @@ class Settings(BaseSettings):
         description="Python versions with a base image, in order of preference",
     )
     ca_bundle: Path | None = Field(default=None, description="CA bundle given to builds (TLS-intercepting proxies)")
-    overrides_dir: Path = Field(default=Path("images/overrides"), description="per-repo EnvSpec overrides")
+    overrides_dir: Path = Field(
+        default=Path(__file__).resolve().parents[1] / "images" / "overrides",
+        description="per-repo EnvSpec overrides (NAME.toml)",
+    )
     repo_path: str = Field(default="/testbed", description="where the repository lives inside images")
-    jobs: int = 2
+    jobs: int = Field(default=2, ge=1, description="parallel builds")
     build_timeout: int = Field(default=1800, description="seconds allowed for one image build")
     install_timeout: int = Field(default=1200, description="seconds allowed for one install step in a build")
     test_timeout: int = Field(default=900, description="seconds allowed for one run of a test suite")
@@ -50,7 +55,7 @@ class Settings(BaseSettings):
         return self.base_image.replace("{python}", python)
 
     def resolved_ca_bundle(self) -> Path | None:
-        """The CA bundle to give builds: explicit setting first, then the usual environment variables."""
+        """The CA bundle to give builds: explicit setting, the usual environment variables, the host's store."""
         if self.ca_bundle:
             if not self.ca_bundle.is_file():
                 raise ValueError(f"CA bundle {self.ca_bundle} does not exist; pass an existing file to --ca-bundle")
@@ -59,4 +64,4 @@ class Settings(BaseSettings):
             value = os.environ.get(var)
             if value and Path(value).is_file():
                 return Path(value)
-        return None
+        return next((Path(p) for p in SYSTEM_CA_BUNDLES if Path(p).is_file()), None)

@@ -7,10 +7,20 @@ import json
 import re
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A ref after "@" never contains ":" (that would be part of an scp-style URL such as git@host:a/b).
 _REF_RE = re.compile(r"^[A-Za-z0-9._/\-]+$")
+_DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CREDENTIALS_RE = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]+):[^/@]*@")
+
+
+def _ref_at_allowed(head: str) -> bool:
+    """An '@' splits off a ref only after the host part: never the user@ of ssh://git@host or https://u:t@host."""
+    if "://" in head:
+        return "/" in head.split("://", 1)[1]
+    return True
 
 
 class RepoRef(BaseModel):
@@ -27,19 +37,29 @@ class RepoRef(BaseModel):
         if not text:
             raise ValueError("empty repository reference; expected URL-or-path[@commit]")
         head, sep, tail = text.rpartition("@")
-        if sep and head and _REF_RE.match(tail) and not head.endswith(("/", ":")):
+        if sep and head and _REF_RE.match(tail) and not head.endswith(("/", ":")) and _ref_at_allowed(head):
             return cls(url=head, ref=tail)
         return cls(url=text)
 
     @property
     def name(self) -> str:
-        """Short name used in image tags and override files: the last path component without .git."""
+        """Short name used in image tags and override files: the last path component without .git.
+
+        Made a valid Docker repository component: lower case, separators never doubled.
+        """
         last = re.split(r"[/:]", self.url.rstrip("/"))[-1]
-        last = last.removesuffix(".git") or "repo"
-        return re.sub(r"[^a-z0-9._-]+", "-", last.lower()).strip("-._") or "repo"
+        last = last.removesuffix(".git").lower()
+        last = re.sub(r"[^a-z0-9]+", lambda m: m.group(0) if m.group(0) in (".", "_", "-") else "-", last)
+        last = re.sub(r"[._-]{2,}", "-", last).strip("-._")
+        return last or "repo"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password or token replaced, for messages and logs."""
+        return _CREDENTIALS_RE.sub(r"\1***@", self.url)
 
     def __str__(self) -> str:
-        return f"{self.url}@{self.ref}" if self.ref else self.url
+        return f"{self.safe_url}@{self.ref}" if self.ref else self.safe_url
 
 
 class RepoTree(BaseModel):
@@ -77,6 +97,32 @@ class EnvSpec(BaseModel):
     test_args: list[str] = Field(default_factory=list, description="extra pytest arguments, e.g. test paths")
     env: dict[str, str] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list, description="why each choice was made; not part of the hash")
+
+    @field_validator("pre_install", "post_install", "requirements", "requirement_files", "optional_packages")
+    @classmethod
+    def _one_line_each(cls, values: list[str]) -> list[str]:
+        # why: each entry becomes one Dockerfile RUN line; a newline or trailing backslash would
+        # start a new instruction or swallow the next one
+        for value in values:
+            if "\n" in value or "\r" in value or value.rstrip().endswith("\\"):
+                raise ValueError(f"{value!r} must be one line and not end with a backslash")
+        return values
+
+    @field_validator("system_packages")
+    @classmethod
+    def _debian_package_names(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _DEBIAN_PACKAGE_RE.match(value):
+                raise ValueError(f"{value!r} is not a Debian package name (optionally =version)")
+        return values
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not _ENV_NAME_RE.match(key) or "\n" in value:
+                raise ValueError(f"env {key!r}: names are letters, digits and _; values are one line")
+        return env
 
     def content_hash(self, *extra: str) -> str:
         """Stable hash of everything that changes the built image (notes excluded)."""

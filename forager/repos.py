@@ -6,6 +6,8 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +20,15 @@ from forager.models import FailureCategory, ForagerError, RepoRef, RepoTree
 
 MAX_READ_BYTES = 200_000
 GIT_TIMEOUT = 900  # seconds for one clone or fetch
-# why: a missing https repository must fail at once, not wait at a username prompt nobody answers
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/echo", "SSH_ASKPASS": "/bin/echo"}
+# why: a missing or private repository must fail at once, not wait at a prompt nobody answers
+GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "/bin/echo",
+    "SSH_ASKPASS": "/bin/echo",
+    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=30",
+}
+# A transfer slower than 1 kB/s for a minute is given up (a stalled server, not a big repository).
+GIT_CONFIG = ["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60"]
 
 
 class RepoSnapshot(BaseModel):
@@ -51,44 +60,71 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _clone_error(ref: RepoRef, exc: git.GitCommandError) -> ForagerError:
-    stderr = (exc.stderr or str(exc)).strip().removeprefix("stderr:").strip().strip("'")
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    cause = next((line.removeprefix("fatal:").strip() for line in lines if line.startswith("fatal:")), None)
-    cause = cause or (lines[-1] if lines else f"git exited {exc.status}")
-    return ForagerError(
-        FailureCategory.clone,
-        f"cannot clone {ref.url}: {cause[:300]} (check the URL or path and that it is a git repository)",
+class GitFailed(RuntimeError):
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+
+def _run_git(args: list[str], timeout: int = GIT_TIMEOUT) -> None:
+    """Run a network git command in its own process group, killed whole when it outlives `timeout`.
+
+    Not gitpython here: its clone ignores kill_after_timeout, and a stalled server would hang a worker.
+    """
+    proc = subprocess.Popen(
+        ["git", *GIT_CONFIG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **GIT_ENV}, start_new_session=True, stdin=subprocess.DEVNULL,
     )
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise GitFailed(f"git {args[0]} did not finish within {timeout}s") from None
+    if proc.returncode != 0:
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        cause = next((line.removeprefix("fatal:").strip() for line in lines if line.startswith("fatal:")), None)
+        raise GitFailed(cause or (lines[-1] if lines else f"git {args[0]} exited {proc.returncode}"))
+
+
+def _update_mirror(url: str, mirror: Path) -> None:
+    """Fetch into the mirror, or clone it; a mirror that cannot be fetched is cloned again once."""
+    if mirror.exists():
+        # why: a git killed mid-fetch leaves *.lock files that would fail every later fetch; we hold the lock
+        for stale in mirror.rglob("*.lock"):
+            stale.unlink(missing_ok=True)
+        try:
+            _run_git(["-C", str(mirror), "fetch", "--prune", "--tags", "origin", "+refs/heads/*:refs/heads/*"])
+            return
+        except GitFailed:
+            shutil.rmtree(mirror, ignore_errors=True)
+    # why: clone beside the mirror and rename, so a killed clone never leaves a half mirror behind
+    partial = mirror.with_suffix(f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _run_git(["clone", "--mirror", "--quiet", url, str(partial)])
+    except GitFailed:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(mirror)
 
 
 def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
     """Clone or update the mirror of `ref.url`, then resolve `ref.ref` (default: the default branch's HEAD)."""
     url = normalise_url(ref.url)
+    shown = ref.safe_url
     if "://" not in url and ":" not in url and not Path(url).exists():
-        raise ForagerError(FailureCategory.clone, f"cannot clone {ref.url}: no such path or URL (check the spelling)")
+        raise ForagerError(FailureCategory.clone, f"cannot clone {shown}: no such path or URL (check the spelling)")
     mirror = cache_dir / "mirrors" / (hashlib.sha256(url.encode()).hexdigest()[:20] + ".git")
     with _locked(mirror):
         try:
-            if mirror.exists():
-                repo = git.Repo(mirror)
-                repo.git.update_environment(**GIT_ENV)
-                repo.git.fetch(
-                    "--prune", "--tags", "origin", "+refs/heads/*:refs/heads/*", kill_after_timeout=GIT_TIMEOUT
-                )
-            else:
-                # why: clone beside the mirror and rename, so a killed clone never leaves a half mirror behind
-                partial = mirror.with_suffix(f".partial-{os.getpid()}")
-                shutil.rmtree(partial, ignore_errors=True)
-                try:
-                    git.Repo.clone_from(url, partial, mirror=True, env=GIT_ENV, kill_after_timeout=GIT_TIMEOUT)
-                except git.GitCommandError:
-                    shutil.rmtree(partial, ignore_errors=True)
-                    raise
-                partial.rename(mirror)
-                repo = git.Repo(mirror)
-        except git.GitCommandError as exc:
-            raise _clone_error(ref, exc) from exc
+            _update_mirror(url, mirror)
+        except GitFailed as exc:
+            raise ForagerError(
+                FailureCategory.clone,
+                f"cannot clone {shown}: {exc.cause[:300]} (check the URL or path and that it is a git repository)",
+            ) from exc
+        repo = git.Repo(mirror)
         default_branch = _default_branch(repo)
         wanted = ref.ref or "HEAD"
         try:
@@ -96,7 +132,7 @@ def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
         except git.GitCommandError as exc:
             raise ForagerError(
                 FailureCategory.clone,
-                f"{ref.url}: commit or ref {wanted!r} not found (fetched branches and tags; check the sha)",
+                f"{shown}: commit or ref {wanted!r} not found (fetched branches and tags; check the sha)",
             ) from exc
     return RepoSnapshot(ref=ref, url=url, mirror=mirror, commit=commit, default_branch=default_branch)
 
@@ -149,6 +185,8 @@ def read_tree(work_tree: Path) -> RepoTree:
     for path in paths:
         if envspec.wanted(path):
             full = work_tree / path
-            if full.is_file():
-                files[path] = full.read_bytes()[:MAX_READ_BYTES].decode("utf-8", errors="replace")
+            # why: a tracked symlink may point outside the repository (even at the host's secrets)
+            if full.is_file() and not full.is_symlink():
+                with full.open("rb") as handle:
+                    files[path] = handle.read(MAX_READ_BYTES).decode("utf-8", errors="replace")
     return RepoTree(paths=paths, files=files)

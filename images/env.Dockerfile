@@ -14,5 +14,5 @@ ${install_lines}
 RUN git ls-files --others --exclude-standard --directory >> .git/info/exclude \
     && { git diff --quiet || echo "forager: warning: the install modified tracked files: $$(git diff --name-only)"; }
 # Labels last: a label naming the commit before the dependency layer would make every commit rebuild it.
-LABEL forager.repo="${repo_url}" forager.commit="${commit}" forager.spec-hash="${spec_hash}" \
+LABEL forager.repo=${repo_url} forager.commit="${commit}" forager.spec-hash="${spec_hash}" \
       forager.ca-bundle-sha256="${ca_bundle_sha256}" forager.version="${forager_version}"

@@ -22,6 +22,9 @@ def _capped(requirement: str, cap: str) -> str | None:
         return None
     if any(spec.operator in ("<", "<=", "==", "===", "~=") for spec in parsed.specifier):
         return None  # the repository chose its pytest: respect it
+    newest_allowed = f"{int(cap.lstrip('<')) - 1}.999"
+    if not parsed.specifier.contains(newest_allowed, prereleases=True):
+        return None  # e.g. pytest>=8.2 capped at <8 admits nothing
     parsed.specifier &= cap
     return str(parsed)
 
@@ -34,7 +37,10 @@ def runner_fallbacks(spec: EnvSpec) -> list[EnvSpec]:
     specs = []
     for cap in PYTEST_CAPS:
         requirements = list(spec.requirements)
-        requirements[index] = _capped(requirements[index], cap) or requirements[index]
+        capped = _capped(requirements[index], cap)
+        if capped is None:
+            break
+        requirements[index] = capped
         note = f"fallback: {requirements[index]} (the suite errored with a newer pytest)"
         specs.append(spec.model_copy(update={"requirements": requirements, "notes": [*spec.notes, note]}))
     return specs

@@ -73,12 +73,34 @@ class Store:
 
     # -- images --------------------------------------------------------------------------------
     def save_image(self, image: Image) -> Image:
+        """Insert or update; a row for the same (repo, spec hash) is updated, never duplicated."""
         image.updated_at = utcnow()
+        for attempt in range(2):
+            if image.id is None and image.spec_hash is not None:
+                existing = self.find_image(image.repo_id, image.spec_hash)
+                image.id = existing.id if existing else None
+            with self.session() as s:
+                merged = s.merge(image)
+                try:
+                    s.commit()
+                except IntegrityError:  # another worker saved the same spec between our look-up and commit
+                    if attempt:
+                        raise
+                    image.id = None
+                    continue
+                s.refresh(merged)
+                return merged
+        raise AssertionError("unreachable")
+
+    def delete_failures_without_spec(self, repo_id: int, requested_ref: str | None) -> None:
+        """Once a ref builds, its earlier clone/detect failures are history, not status."""
         with self.session() as s:
-            merged = s.merge(image)
+            query = select(Image).where(
+                Image.repo_id == repo_id, Image.requested_ref == requested_ref, Image.spec_hash.is_(None)
+            )
+            for row in s.exec(query):
+                s.delete(row)
             s.commit()
-            s.refresh(merged)
-            return merged
 
     def find_image(self, repo_id: int, spec_hash: str) -> Image | None:
         with self.session() as s:

@@ -20,6 +20,7 @@ def pytest_collection_modifyitems(items):
 """
 # The container's own deadline is shorter than ours, so pytest is stopped and its partial XML kept.
 KILL_GRACE = 10
+LOG_TAIL_BYTES = 200_000
 
 
 def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str] | None = None) -> str:
@@ -37,8 +38,10 @@ def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str
     return (
         f"mkdir -p {OUT_DIR} {PLUGIN_DIR} && cat > {PLUGIN_DIR}/forager_nodeids.py <<'EOF'\n{NODEID_PLUGIN}\nEOF\n"
         f"export PYTHONPATH={PLUGIN_DIR}${{PYTHONPATH:+:$PYTHONPATH}}; cd {shlex.quote(repo_path)} && "
-        f"timeout -k {KILL_GRACE} {timeout} {command} > {OUT_DIR}/log.txt 2>&1; "
-        f"echo $? > {OUT_DIR}/exit_code"
+        f"timeout -k {KILL_GRACE} {timeout} {command} > {OUT_DIR}/full.log 2>&1; "
+        f"echo $? > {OUT_DIR}/exit_code; "
+        # why: a suite can print gigabytes; only the tail is kept, and only it leaves the container
+        f"tail -c {LOG_TAIL_BYTES} {OUT_DIR}/full.log > {OUT_DIR}/log.txt; rm -f {OUT_DIR}/full.log"
     )
 
 

@@ -86,8 +86,10 @@ def test_cli_reports_each_failure_and_keeps_building_the_others(settings, repo_f
     repos_file.write_text(f"# a comment\n{bad}\n\n{good}\n")
     proc = run_cli("build-images", "--repos-file", str(repos_file), "--jobs", "2", settings=settings)
     assert proc.returncode == 1, proc.stderr
-    assert f"{bad}: cannot clone" in proc.stderr  # one line naming the repo and the cause
-    assert "1/2 ready" in proc.stdout and "failed: clone" in proc.stdout
+    assert f"cannot clone {bad}: no such path" in proc.stderr  # one line naming the repo and the cause
+    assert "1/2 ready" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if "does-not-exist" in line)
+    assert "clone" in row and "ready" not in row
 
     as_json = run_cli("status", "--json", settings=settings, check=True)
     images = json.loads(as_json.stdout)["images"]

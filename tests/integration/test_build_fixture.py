@@ -62,6 +62,13 @@ def test_fixture_repo_is_ready_with_baseline_flaky_and_clean_history(repo_factor
     )
     assert probe.output.split() == ["1", "0", "absent", "0", "0"], probe.output
 
+    # the CA bundle the build trusted is recorded, and not left in the image's environment
+    labels = engine.image_attrs(result.tag)["Config"]["Labels"]
+    assert labels["forager.commit"] == first
+    assert labels["forager.ca-bundle-sha256"] == (builder.ca_sha if builder.ca_bundle else "none")
+    env = engine.image_attrs(result.tag)["Config"]["Env"]
+    assert not any(e.startswith(("PIP_CERT=", "SSL_CERT_FILE=")) for e in env)
+
     # the same commit again: a cache hit, no build, same row
     again = builder.build(RepoRef(url=str(root), ref=first))
     assert again.cached and again.status == "ready"

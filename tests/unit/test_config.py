@@ -27,7 +27,12 @@ def test_forager_toml_is_read_and_env_wins(tmp_path, monkeypatch):
 def test_ca_bundle_from_environment_or_explicit(tmp_path, monkeypatch):
     for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("forager.config.SYSTEM_CA_BUNDLES", (str(tmp_path / "none.crt"),))
     assert Settings(ca_bundle=None).resolved_ca_bundle() is None
+    system = tmp_path / "system.crt"
+    system.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setattr("forager.config.SYSTEM_CA_BUNDLES", (str(tmp_path / "none.crt"), str(system)))
+    assert Settings().resolved_ca_bundle() == system
     bundle = tmp_path / "corp.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))

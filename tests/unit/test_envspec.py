@@ -665,3 +665,6 @@ def test_runner_fallbacks_cap_an_unpinned_pytest_only():
     assert runner_fallbacks(EnvSpec(python="3.11", requirements=["pytest<8"])) == []
     assert runner_fallbacks(EnvSpec(python="3.11", requirements=["pytest==7.4.0"])) == []
     assert runner_fallbacks(EnvSpec(python="3.11", requirements=["nose"])) == []
+    # a lower bound stops the ladder where it would admit nothing
+    floor = runner_fallbacks(EnvSpec(python="3.11", requirements=["pytest>=8.2"]))
+    assert [f.requirements[0] for f in floor] == ["pytest<9,>=8.2"]

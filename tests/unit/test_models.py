@@ -13,12 +13,20 @@ from forager.models import EnvSpec, RepoRef
         ("/tmp/some/repo@release/2.x", "/tmp/some/repo", "release/2.x"),
         ("./repo", "./repo", None),
         ("file:///srv/x@deadbeef", "file:///srv/x", "deadbeef"),
+        ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git", None),
+        ("ssh://git@github.com/o/r.git@v1", "ssh://git@github.com/o/r.git", "v1"),
+        ("https://oauth2:tok@gitlab.com/g/p.git", "https://oauth2:tok@gitlab.com/g/p.git", None),
     ],
 )
 def test_repo_ref_parse(text, url, ref):
     parsed = RepoRef.parse(text)
     assert (parsed.url, parsed.ref) == (url, ref)
-    assert str(parsed) == text
+    assert str(parsed) == text.replace(":tok@", "***@")
+
+
+def test_credentials_never_shown():
+    ref = RepoRef.parse("https://user:s3cret@host.example/g/p.git@abc")
+    assert "s3cret" not in str(ref) and "s3cret" not in ref.safe_url and ref.url.count("s3cret") == 1
 
 
 def test_repo_ref_rejects_empty():
@@ -28,7 +36,8 @@ def test_repo_ref_rejects_empty():
 
 @pytest.mark.parametrize(
     "url, name",
-    [("https://x.org/Org/My_Repo.git", "my_repo"), ("/tmp/a/b/", "b"), ("git@h:o/r.git", "r"), ("/", "repo")],
+    [("https://x.org/Org/My_Repo.git", "my_repo"), ("/tmp/a/b/", "b"), ("git@h:o/r.git", "r"), ("/", "repo"),
+     ("/x/my..repo", "my-repo"), ("/x/a_-b", "a-b"), ("/x/Hello World!", "hello-world"), ("/x/__init__", "init")],
 )
 def test_repo_name(url, name):
     assert RepoRef(url=url).name == name

@@ -1,3 +1,5 @@
+import pytest
+
 from forager.build.render import NO_CA_BUNDLE, install_commands, render
 from forager.models import EnvSpec
 
@@ -42,7 +44,7 @@ def test_ca_bundle_only_during_build():
     assert "ARG PIP_CERT=/usr/local/share/forager/ca.crt" in with_ca.env_dockerfile
     assert "ENV PIP_CERT" not in with_ca.env_dockerfile
     assert 'forager.ca-bundle-sha256="' + "f" * 64 in with_ca.env_dockerfile
-    assert with_ca.spec_hash != plan_for(spec).spec_hash
+    assert with_ca.spec_hash == plan_for(spec).spec_hash  # build-time trust does not change the image's key
     assert NO_CA_BUNDLE in without
 
 
@@ -65,3 +67,41 @@ def test_no_project_install_and_env():
     assert "pip install -e" not in plan.env_dockerfile
     assert 'ENV A="1 2"' in plan.env_dockerfile
     assert plan.base_tag.startswith("forager-base:py3.12-")
+
+
+def test_system_packages_come_first():
+    spec = EnvSpec(python="3.11", system_packages=["libxml2-dev", "pkg-config"], pre_install=["echo pre"])
+    commands = install_commands(spec, 60)
+    assert "apt-get install -y -qq --no-install-recommends libxml2-dev pkg-config" in commands[0]
+    assert commands[1] == "echo pre"
+
+
+def test_hash_follows_the_env_template(tmp_path):
+    import shutil
+
+    from forager.build.render import TEMPLATES_DIR
+
+    for name in ("base.Dockerfile", "env.Dockerfile"):
+        shutil.copy(TEMPLATES_DIR / name, tmp_path / name)
+    spec = EnvSpec(python="3.11")
+    same = plan_for(spec, templates_dir=tmp_path)
+    assert same.spec_hash == plan_for(spec).spec_hash
+    (tmp_path / "env.Dockerfile").write_text((tmp_path / "env.Dockerfile").read_text() + "RUN true\n")
+    assert plan_for(spec, templates_dir=tmp_path).spec_hash != same.spec_hash
+
+
+def test_env_and_labels_are_escaped_for_dockerfile_syntax():
+    spec = EnvSpec(python="3.11", env={"D": '$HOME/x "q" back\\slash'})
+    plan = plan_for(spec, repo_url='/src/we$ird "path"\\')
+    assert 'ENV D="\\$HOME/x \\"q\\" back\\\\slash"' in plan.env_dockerfile
+    assert 'LABEL forager.repo="/src/we\\$ird \\"path\\"\\\\"' in plan.env_dockerfile
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("pre_install", ["echo a \\"]), ("post_install", ["echo a\nRUN evil"]), ("system_packages", ["libx; rm -rf /"]),
+     ("env", {"BAD NAME": "x"}), ("requirements", ["six\n--index-url http://evil"])],
+)
+def test_spec_rejects_values_that_would_break_the_dockerfile(field, value):
+    with pytest.raises(ValueError):
+        EnvSpec(python="3.11", **{field: value})
