@@ -1,0 +1,322 @@
+"""One repository to one validated image: fetch, detect, render, build, check history, run the suite twice."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import tomllib
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from forager import __version__, envspec, repos
+from forager.build.engine import BuildFailed, Engine, pid_alive, tail
+from forager.build.render import NO_CA_BUNDLE, BuildPlan, render
+from forager.envspec.fallbacks import runner_fallbacks
+from forager.config import Settings
+from forager.models import EnvSpec, FailureCategory, ForagerError, RepoRef, SuiteRun, TestStatus
+from forager.store import Image, Store
+from forager.testing.baseline import judge, merge_runs
+from forager.testing.runner import run_suite
+
+StageCallback = Callable[[str], None]
+CONTEXT_PREFIX = "forager-build-"
+
+
+class BuildResult(BaseModel):
+    """What one build-images job reports (one table row, one JSON object)."""
+
+    repo: str
+    requested_ref: str | None = None
+    commit: str | None = None
+    status: str
+    category: str | None = None
+    message: str = ""
+    tag: str | None = None
+    image_id: int | None = None
+    cached: bool = False
+    python: str | None = None
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    flaky: int = 0
+    seconds: float = 0.0
+    size_bytes: int | None = None
+
+
+def load_override(overrides_dir: Path, name: str) -> dict | None:
+    path = overrides_dir / f"{name}.toml"
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _RecordAs(Exception):
+    """Carries the failure to record together with the row of the attempt it belongs to."""
+
+    def __init__(self, row: Image, error: ForagerError):
+        super().__init__(error.message)
+        self.row = row
+        self.error = error
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "no message"
+
+
+def _build_failure(exc: BuildFailed) -> tuple[FailureCategory, str]:
+    if exc.timed_out:
+        return FailureCategory.timeout, f"build timed out: {_first_line(exc)}"
+    if "forager-install" in exc.step:
+        return FailureCategory.install, f"install step failed: {_first_line(exc)}"
+    return FailureCategory.build, f"docker build failed: {_first_line(exc)}"
+
+
+def _runner_may_be_at_fault(category: FailureCategory, run: SuiteRun) -> bool:
+    """Errors that an older pytest may fix: pytest crashed or misread its options, or only errors came back.
+
+    Not a suite whose tests ran and failed: an older pytest would not make them pass.
+    """
+    if category != FailureCategory.tests_error:
+        return False
+    if run.exit_code in (2, 3, 4) or not run.outcomes:
+        return True
+    return run.count(TestStatus.error) > 0 and run.count(TestStatus.failed) == 0
+
+
+class ImageBuilder:
+    """Builds images for many repos; safe to call from several threads (one job per call)."""
+
+    def __init__(self, settings: Settings, store: Store, engine: Engine):
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.ca_bundle = settings.resolved_ca_bundle()
+        self.ca_sha = _file_sha256(self.ca_bundle) if self.ca_bundle else NO_CA_BUNDLE
+
+    def build(self, ref: RepoRef, on_stage: StageCallback = lambda _s: None) -> BuildResult:
+        """Build, validate and record one repository. Never raises: every failure becomes a failed result."""
+        started = time.monotonic()
+        try:
+            repo_row = self.store.upsert_repo(repos.normalise_url(ref.url), ref.name)
+            row = Image(repo_id=repo_row.id, requested_ref=ref.ref, forager_version=__version__)
+            return self._build_recorded(ref, row, on_stage, started)
+        except Exception as exc:  # noqa: BLE001 - the store itself failed; say so and let other builds go on
+            return BuildResult(
+                repo=ref.safe_url, requested_ref=ref.ref, status="failed", category=FailureCategory.build.value,
+                message=f"{ref}: cannot record the build in the store: {type(exc).__name__}: {_first_line(exc)}",
+                seconds=round(time.monotonic() - started, 2),
+            )
+
+    def _build_recorded(self, ref: RepoRef, row: Image, on_stage: StageCallback, started: float) -> BuildResult:
+        workdir = Path(tempfile.mkdtemp(prefix=f"{CONTEXT_PREFIX}{os.getpid()}-", dir=self._contexts_dir()))
+        try:
+            return self._build(ref, row, workdir, on_stage, started)
+        except _RecordAs as exc:  # the attempt whose row should be kept is not the caller's row
+            return self._fail(ref, exc.row, exc.error.category, exc.error.message, exc.error.log_tail, started)
+        except ForagerError as exc:
+            return self._fail(ref, row, exc.category, exc.message, exc.log_tail, started)
+        except BuildFailed as exc:
+            category, message = _build_failure(exc)
+            return self._fail(ref, row, category, message, exc.log_tail, started)
+        except Exception as exc:  # noqa: BLE001 - one repo's surprise must not take the other builds down
+            message = f"unexpected {type(exc).__name__}: {_first_line(exc)}"
+            return self._fail(ref, row, FailureCategory.build, message, traceback.format_exc()[-4000:], started)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _contexts_dir(self) -> Path:
+        path = self.settings.cache_dir / "contexts"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def sweep_contexts(self) -> int:
+        """Remove build contexts left by killed forager processes (their pid is in the folder name)."""
+        removed = 0
+        for folder in self._contexts_dir().glob(f"{CONTEXT_PREFIX}*"):
+            pid = folder.name.removeprefix(CONTEXT_PREFIX).split("-", 1)[0]
+            if not pid_alive(pid):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def _build(self, ref: RepoRef, row: Image, workdir: Path, on_stage: StageCallback, started: float) -> BuildResult:
+        on_stage("clone")
+        snapshot = repos.fetch(ref, self.settings.cache_dir)
+        self.store.upsert_repo(snapshot.url, ref.name, str(snapshot.mirror), snapshot.default_branch)
+        row.commit = snapshot.commit
+        context = workdir / "context"
+        repos.export_sanitised(snapshot, context / "repo")
+
+        on_stage("detect")
+        detected = self._detect(ref, context / "repo")
+        candidates = [detected, *runner_fallbacks(detected)]
+        plans = [self._plan(spec, snapshot, ref) for spec in candidates]
+        for plan in plans:  # any candidate already built and ready is a cache hit
+            existing = self.store.find_image(row.repo_id, plan.spec_hash)
+            if existing and existing.status == "ready" and self.engine.image_exists(plan.env_tag):
+                return self._result(ref, existing, cached=True, seconds=time.monotonic() - started)
+
+        first_failure: tuple[Image, ForagerError] | None = None
+        for attempt, (spec, plan) in enumerate(zip(candidates, plans, strict=True)):
+            existing = self.store.find_image(row.repo_id, plan.spec_hash)
+            # each attempt starts from a clean row; a rebuild of the same spec replaces that earlier row
+            row = Image(repo_id=row.repo_id, requested_ref=row.requested_ref, commit=row.commit,
+                        forager_version=__version__, id=existing.id if existing else None)
+            self._describe(row, spec, plan)
+            try:
+                runs, baseline, category, cause = self._build_and_validate(
+                    plan, spec, snapshot.commit, row, context, workdir, on_stage)
+            except (BuildFailed, ForagerError):
+                if first_failure is None:
+                    raise
+                break  # a fallback that does not even build tells nothing new: report the first verdict
+            if category is None:
+                row.status, row.failure_category, row.failure_message = "ready", None, None
+                saved = self.store.save_image(row)
+                self.store.replace_baseline(saved.id, baseline)
+                self.store.delete_failures_without_spec(row.repo_id, row.requested_ref)
+                return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
+            failure = ForagerError(category, f"{ref}: {cause}", runs[0].log_tail)
+            if first_failure is None:
+                first_failure = (row, failure)
+            if attempt + 1 == len(candidates) or not _runner_may_be_at_fault(category, runs[0]):
+                break
+            on_stage(f"retry with {candidates[attempt + 1].notes[-1].split(' (')[0].removeprefix('fallback: ')}")
+            if attempt > 0:
+                self.engine.remove_image(plan.env_tag)  # why: a failed fallback's image is dead weight on disk
+        first_row, failure = first_failure
+        raise _RecordAs(first_row, failure)
+
+    def _plan(self, spec: EnvSpec, snapshot: repos.RepoSnapshot, ref: RepoRef) -> BuildPlan:
+        return render(
+            spec, repo_url=snapshot.url, repo_name=ref.name, commit=snapshot.commit,
+            base_image=self.settings.base_image_for(spec.python), image_prefix=self.settings.image_prefix,
+            repo_path=self.settings.repo_path, install_timeout=self.settings.install_timeout,
+            ca_bundle_sha256=self.ca_sha,
+        )
+
+    def _build_and_validate(
+        self, plan: BuildPlan, spec: EnvSpec, commit: str, row: Image, context: Path, workdir: Path,
+        on_stage: StageCallback,
+    ) -> tuple[list[SuiteRun], list, FailureCategory | None, str]:
+        """Build the env image, check its history, run the suite; fills `row` and returns the verdict."""
+        on_stage("build")
+        build_started = time.monotonic()
+        self._ensure_base(plan, workdir)
+        self._write_context(context, plan)
+        row.image_id = self.engine.build(context, plan.env_tag, timeout=self.settings.build_timeout)
+        row.build_seconds = time.monotonic() - build_started
+        row.size_bytes = self.engine.image_attrs(plan.env_tag).get("Size")
+
+        on_stage("history")
+        self._check_history(plan.env_tag, commit)
+        row.history_ok = True
+
+        validate_started = time.monotonic()
+        runs: list[SuiteRun] = []
+        for index in range(1, self.settings.validation_runs + 1):
+            on_stage(f"tests {index}/{self.settings.validation_runs}")
+            runs.append(
+                run_suite(self.engine, plan.env_tag, spec, repo_path=self.settings.repo_path,
+                          timeout=self.settings.test_timeout, run_index=index)
+            )
+        row.validate_seconds = time.monotonic() - validate_started
+        baseline = merge_runs(runs)
+        category, cause = judge(runs, baseline)
+        row.tests_passed = sum(b.status == "passed" for b in baseline)
+        row.tests_failed = sum(b.status == "failed" for b in baseline)
+        row.tests_error = sum(b.status == "error" for b in baseline)
+        row.tests_skipped = sum(b.status == "skipped" for b in baseline)
+        row.tests_flaky = sum(b.flaky for b in baseline)
+        row.log_tail = runs[0].log_tail
+        return runs, baseline, category, cause
+
+    def _detect(self, ref: RepoRef, work_tree: Path) -> EnvSpec:
+        tree = repos.read_tree(work_tree)
+        try:
+            spec = envspec.detect(tree, self.settings.python_versions)
+            override = load_override(self.settings.overrides_dir, ref.name)
+            return envspec.apply_override(spec, override) if override else spec
+        except envspec.DetectError as exc:
+            raise ForagerError(FailureCategory(exc.category), f"{ref}: {exc.message}") from exc
+
+    def _describe(self, row: Image, spec: EnvSpec, plan: BuildPlan) -> None:
+        row.spec = spec.model_dump(mode="json")
+        row.spec_hash = plan.spec_hash
+        row.tag = plan.env_tag
+        row.base_image = self.settings.base_image_for(spec.python)
+        row.python_version = spec.python
+        row.install_commands = "\n".join(plan.install_commands)
+        row.test_command = " ".join([*spec.test_command, *spec.test_args])
+        row.ca_bundle_sha256 = None if self.ca_sha == NO_CA_BUNDLE else self.ca_sha
+
+    def _ensure_base(self, plan: BuildPlan, workdir: Path) -> None:
+        if self.engine.image_exists(plan.base_tag):
+            return
+        base_context = workdir / "base"
+        base_context.mkdir()
+        (base_context / "Dockerfile").write_text(plan.base_dockerfile)
+        try:
+            self.engine.build(base_context, plan.base_tag, timeout=self.settings.build_timeout)
+        except BuildFailed as exc:
+            base = plan.base_dockerfile.split("FROM ", 1)[1].split()[0]
+            raise ForagerError(
+                FailureCategory.build,
+                f"base image {base} is not available ({str(exc).splitlines()[0][:200]}); "
+                "pull it, run `forager bootstrap-base`, or set FORAGER_BASE_IMAGE",
+                exc.log_tail,
+            ) from exc
+
+    def _write_context(self, context: Path, plan: BuildPlan) -> None:
+        (context / "Dockerfile").write_text(plan.env_dockerfile)
+        (context / "forager-requirements.txt").write_text(plan.requirements_txt)
+        if self.ca_bundle:
+            shutil.copyfile(self.ca_bundle, context / "forager-ca.crt")
+
+    def _check_history(self, tag: str, commit: str) -> None:
+        result = self.engine.run(
+            tag, ["sh", "-c", repos.history_check_script(commit), "check", self.settings.repo_path],
+            timeout=self.settings.docker_timeout, labels={"forager.role": "history-check"},
+        )
+        if result.exit_code != 0 or "history-ok" not in result.output:
+            raise ForagerError(
+                FailureCategory.build, f"git history in the image is not sanitised: {tail(result.output, 1)}",
+                tail(result.output),
+            )
+
+    def _fail(
+        self, ref: RepoRef, row: Image, category: FailureCategory, message: str, log_tail: str, started: float
+    ) -> BuildResult:
+        if row.id is None and row.spec_hash is None:
+            earlier = self.store.find_failure(row.repo_id, row.requested_ref)
+            row.id = earlier.id if earlier else None
+        row.status = "failed"
+        row.failure_category = category.value
+        named = ref.safe_url in message  # one line names the repository once
+        row.failure_message = message if named else f"{ref}: {message}"
+        row.log_tail = log_tail
+        saved = self.store.save_image(row)
+        return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
+
+    @staticmethod
+    def _result(ref: RepoRef, row: Image, *, cached: bool, seconds: float) -> BuildResult:
+        return BuildResult(
+            repo=ref.safe_url, requested_ref=ref.ref, commit=row.commit, status=row.status,
+            category=row.failure_category, message=row.failure_message or "", tag=row.tag, image_id=row.id,
+            cached=cached, python=row.python_version, passed=row.tests_passed, failed=row.tests_failed,
+            errors=row.tests_error, skipped=row.tests_skipped, flaky=row.tests_flaky, seconds=round(seconds, 2),
+            size_bytes=row.size_bytes,
+        )

@@ -1,0 +1,133 @@
+"""Render Dockerfiles from the templates in images/ (pure: data in, text out)."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+from string import Template
+
+from pydantic import BaseModel
+
+from forager import __version__
+from forager.models import EnvSpec
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "images"
+NO_CA_BUNDLE = "none"
+
+
+def dockerfile_string(value: str) -> str:
+    """A double-quoted Dockerfile string that means exactly `value` (no $ expansion, quotes kept)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return '"' + " ".join(escaped.splitlines()) + '"'
+
+
+def _template(name: str, templates_dir: Path | None) -> Template:
+    return Template((templates_dir or TEMPLATES_DIR).joinpath(name).read_text())
+
+
+class BuildPlan(BaseModel):
+    """Everything needed to build one env image: the two Dockerfiles, their tags and the context files."""
+
+    base_dockerfile: str
+    base_tag: str
+    env_dockerfile: str
+    env_tag: str
+    spec_hash: str
+    requirements_txt: str
+    install_commands: list[str]
+
+
+CA_PATH = "/usr/local/share/forager/ca.crt"
+
+
+def _ca_lines(has_bundle: bool) -> str:
+    if not has_bundle:
+        return "# No CA bundle given: the build trusts the base image's certificates."
+    # why ARG, not ENV: the bundle is trusted during the build only; a pushed image keeps its own trust store.
+    return "\n".join(
+        [
+            "# A CA bundle for TLS-intercepting proxies: pip, requests and openssl read it during the build.",
+            f"COPY forager-ca.crt {CA_PATH}",
+            *(f"ARG {var}={CA_PATH}" for var in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")),
+        ]
+    )
+
+
+def install_commands(spec: EnvSpec, install_timeout: int) -> list[str]:
+    """The shell commands of the project layer, in order; each becomes one RUN (one cache layer)."""
+    limit = f"timeout {install_timeout}"
+    commands = []
+    if spec.system_packages:
+        names = " ".join(spec.system_packages)  # validated Debian names: nothing to quote
+        commands.append(
+            f"{limit} sh -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends {names}' "
+            "&& rm -rf /var/lib/apt/lists/*"
+        )
+    commands.extend(spec.pre_install)
+    for path in spec.requirement_files:
+        commands.append(f"{limit} pip install -r {shlex.quote(path)}")
+    if spec.project_install:
+        editable = "-e " if spec.editable else ""
+        commands.append(f"{limit} pip install {editable}{shlex.quote(spec.project_install)}")
+    if spec.optional_packages:
+        # why: names guessed from test imports may not exist on the index; one bad guess must not fail the build.
+        names = " ".join(shlex.quote(p) for p in spec.optional_packages)
+        commands.append(
+            f'for p in {names}; do {limit} pip install "$p" >/dev/null 2>&1 '
+            '&& echo "forager: installed optional $p" || echo "forager: skipped optional $p"; done'
+        )
+    commands.extend(spec.post_install)
+    return commands
+
+
+def render(
+    spec: EnvSpec,
+    *,
+    repo_url: str,
+    repo_name: str,
+    commit: str,
+    base_image: str,
+    image_prefix: str,
+    repo_path: str = "/testbed",
+    install_timeout: int = 1200,
+    ca_bundle_sha256: str = NO_CA_BUNDLE,
+    templates_dir: Path | None = None,
+) -> BuildPlan:
+    base_dockerfile = _template("base.Dockerfile", templates_dir).substitute(python=spec.python, base_image=base_image)
+    base_hash = hashlib.sha256(base_dockerfile.encode()).hexdigest()
+    base_tag = f"forager-base:py{spec.python}-{base_hash[:12]}"
+
+    env_template = _template("env.Dockerfile", templates_dir)
+    # What makes the image: spec, source, base and the env template itself (a template fix must rebuild).
+    # Not the CA bundle: it is trusted during the build only, and a refreshed host trust store must
+    # not invalidate every image.
+    spec_hash = spec.content_hash(repo_url, commit, base_dockerfile, repo_path, str(install_timeout),
+                                  env_template.template)
+    requirements_txt = "".join(f"{req}\n" for req in spec.requirements)
+    commands = install_commands(spec, install_timeout)
+    install_lines = "\n".join(f"RUN : forager-install && {cmd}" for cmd in commands)
+    env_lines = "\n".join(f"ENV {key}={dockerfile_string(value)}" for key, value in sorted(spec.env.items()))
+    env_dockerfile = env_template.substitute(
+        repo_name=repo_name,
+        repo_url=dockerfile_string(repo_url),
+        commit=commit,
+        base_tag=base_tag,
+        spec_hash=spec_hash,
+        ca_bundle_sha256=ca_bundle_sha256,
+        forager_version=__version__,
+        ca_lines=_ca_lines(ca_bundle_sha256 != NO_CA_BUNDLE),
+        env_lines=env_lines,
+        install_timeout=install_timeout,
+        repo_path=repo_path,
+        install_lines=install_lines,
+    )
+    return BuildPlan(
+        base_dockerfile=base_dockerfile,
+        base_tag=base_tag,
+        env_dockerfile=env_dockerfile,
+        env_tag=f"{image_prefix}/{repo_name}:{spec_hash[:16]}",
+        spec_hash=spec_hash,
+        requirements_txt=requirements_txt,
+        install_commands=commands,
+    )
