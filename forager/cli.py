@@ -201,7 +201,11 @@ def bootstrap_base_cmd(
     settings = _settings()
     tag = tag or settings.base_image_for(python)
     engine = _engine(settings)
-    if not force and engine.image_exists(tag):
+    try:
+        exists = engine.image_exists(tag)
+    except ValueError as exc:
+        raise _die(f"--tag: {exc}") from None
+    if exists and not force:
         err.print(f"base image {tag} exists")
         return
     with err.status(f"debootstrap Python {python} into {tag} (about a minute)"):

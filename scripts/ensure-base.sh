@@ -4,7 +4,8 @@
 set -euo pipefail
 python_version=${1:?usage: ensure-base.sh PYTHON_VERSION FORAGER_BIN}
 forager=${2:?usage: ensure-base.sh PYTHON_VERSION FORAGER_BIN}
-template=${FORAGER_BASE_IMAGE:-python:{python}-slim}
+default_template='python:{python}-slim'
+template=${FORAGER_BASE_IMAGE:-$default_template}
 tag=${template//\{python\}/$python_version}
 
 if docker image inspect "$tag" >/dev/null 2>&1; then exit 0; fi

@@ -95,6 +95,10 @@ class Engine:
             return True
         except ImageNotFound:
             return False
+        except APIError as exc:
+            if exc.status_code == 400:  # why: an invalid reference is the user's input, not a daemon fault
+                raise ValueError(f"invalid image reference {tag!r}: {exc.explanation}") from exc
+            raise
 
     @retry_transient
     def image_attrs(self, tag: str) -> dict:
