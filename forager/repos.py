@@ -147,13 +147,18 @@ def _default_branch(repo: git.Repo) -> str | None:
 def export_sanitised(snapshot: RepoSnapshot, dest: Path) -> None:
     """Write a work tree of the commit at `dest` whose git history holds only the commit and its ancestors.
 
-    No remotes, no other refs or tags, no reflog, and gc'd objects: an agent in the image must not be able
-    to find a later commit (the future fix) in history.
+    No remotes, no other branches, only tags of ancestors, no reflog, and gc'd objects: an agent in the
+    image must not be able to find a later commit (the future fix) in history.
     """
     dest.mkdir(parents=True, exist_ok=True)
     repo = git.Repo.init(dest, initial_branch="main")
     # why: fetching one sha by path transfers only objects reachable from it, and adds no remote.
     repo.git.fetch("--no-tags", "--quiet", str(snapshot.mirror), snapshot.commit)
+    # Tags on the commit's own ancestors are the past, not the future: keep them, since version tools
+    # (setuptools-scm, hatch-vcs, versioneer) derive the package version from them.
+    past_tags = git.Repo(snapshot.mirror).git.tag("--merged", snapshot.commit).split()
+    if past_tags:
+        repo.git.fetch("--no-tags", "--quiet", str(snapshot.mirror), *(f"refs/tags/{t}:refs/tags/{t}" for t in past_tags))
     repo.git.checkout("--quiet", "-B", "main", snapshot.commit)
     (dest / ".git" / "FETCH_HEAD").unlink(missing_ok=True)
     repo.git.reflog("expire", "--expire=now", "--all")

@@ -71,7 +71,7 @@ def _extract(archive: Path, into: Path) -> Path:
     return entries[0] if len(entries) == 1 and entries[0].is_dir() else into
 
 
-def git_commit_all(root: Path, message: str) -> str:
+def git_commit_all(root: Path, message: str, tag: str | None = None) -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *GIT_ID, *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
@@ -79,6 +79,8 @@ def git_commit_all(root: Path, message: str) -> str:
         git("init", "-q")
     git("add", "-A", "-f")
     git("commit", "-q", "--allow-empty", "-m", message)
+    if tag:
+        git("tag", tag)
     return git("rev-parse", "HEAD").strip()
 
 
@@ -91,5 +93,6 @@ def repo_from_sdist(requirement: str, dest: Path, download_dir: Path) -> Path:
         top = _extract(archive, Path(tmp))
         # why: egg-info and PKG-INFO are build outputs of the sdist, never tracked in a real repository
         shutil.copytree(top, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.egg-info", "PKG-INFO"))
-    git_commit_all(dest, f"{requirement} from its source distribution")
+    # a release's sdist is a tagged commit: version tools (setuptools-scm, hatch-vcs) read the tag
+    git_commit_all(dest, f"{requirement} from its source distribution", tag=requirement.partition("==")[2])
     return dest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from forager.models import RepoRef
+from tests.conftest import git
 
 PYPROJECT = """
 [build-system]
@@ -39,6 +40,8 @@ TINY_V2 = {"tinycalc/__init__.py": TINY_V1["tinycalc/__init__.py"] + "\n\ndef FU
 
 def test_fixture_repo_is_ready_with_baseline_flaky_and_clean_history(repo_factory, builder, store, engine):
     root, (first, second) = repo_factory("tinycalc", TINY_V1, TINY_V2)
+    git(root, "tag", "v0.1", first)
+    git(root, "tag", "-a", "v0.2", "-m", "the release with the fix", second)
     result = builder.build(RepoRef(url=str(root), ref=first))
 
     assert result.status == "ready", result.message
@@ -57,10 +60,11 @@ def test_fixture_repo_is_ready_with_baseline_flaky_and_clean_history(repo_factor
         result.tag,
         ["sh", "-c", f"cd /testbed && git rev-list --all | wc -l && git remote | wc -l && "
                      f"(git cat-file -e {second} 2>/dev/null && echo LEAK || echo absent) && "
-                     "grep -c FUTURE_FIX tinycalc/__init__.py; git status --porcelain | wc -l"],
+                     "grep -c FUTURE_FIX tinycalc/__init__.py; git status --porcelain | wc -l; git tag"],
         timeout=60,
     )
-    assert probe.output.split() == ["1", "0", "absent", "0", "0"], probe.output
+    # one commit, no remote, the later commit absent, clean tree, and only the tag of the past (v0.1)
+    assert probe.output.split() == ["1", "0", "absent", "0", "0", "v0.1"], probe.output
 
     # the CA bundle the build trusted is recorded, and not left in the image's environment
     labels = engine.image_attrs(result.tag)["Config"]["Labels"]
