@@ -25,8 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
+# why: piped output (CI logs, files) would otherwise wrap tables at 80 columns
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DbOption = Annotated[str | None, typer.Option("--db", help="store URL (default: FORAGER_DB or SQLite in trajectories/)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON instead of tables")]
@@ -182,7 +183,7 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
     out.print(table)
     for image, repo in rows:
         if image.status == "failed" and image.failure_message:
-            out.print(f"[red]{repo.name}[/red]: {image.failure_message}", highlight=False, soft_wrap=True)
+            out.print(f"[red]{image.id}[/red] {image.failure_message}", highlight=False, soft_wrap=True)
 
 
 def _size(n: int | None) -> str:
