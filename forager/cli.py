@@ -140,14 +140,14 @@ def build_images(
 
 
 def _print_build_table(results) -> None:
-    table = Table(title="build-images", caption="tests: passed/failed/skipped; image tags are in --json and `forager status --json`")
+    table = Table(title="build-images", caption="tests: passed/failed/errors/skipped; tags: --json or `forager status --json`")
     for column in ("repo", "commit", "py", "status", "tests", "flaky", "seconds"):
         table.add_column(column, overflow="fold")
     for r in results:
         status = "[green]ready[/green]" if r.status == "ready" else f"[red]{r.category}[/red]"
         table.add_row(
             RepoRef(url=r.repo).name + (f"@{r.requested_ref}" if r.requested_ref else ""), (r.commit or "")[:10],
-            r.python or "", status + (" (cached)" if r.cached else ""), f"{r.passed}/{r.failed}/{r.skipped}",
+            r.python or "", status + (" (cached)" if r.cached else ""), f"{r.passed}/{r.failed}/{r.errors}/{r.skipped}",
             str(r.flaky), f"{r.seconds:.1f}",
         )
     out.print(table)

@@ -7,6 +7,8 @@ from fnmatch import fnmatch
 from .layout import split
 
 DEFAULT_TEST_PATTERNS = ("test_*.py", "*_test.py")
+# Single-module suites of older projects (`tests.py`, `test.py`), which pytest's patterns do not match.
+_MODULE_NAMES = ("tests.py", "test.py")
 TEST_DIR_NAMES = ("tests", "test")
 _ROOT_TEST_DIRS = ("tests", "test", "testing")
 # Test files under these are not the suite: leaving them out of test_args is fine, requiring them is not.
@@ -30,7 +32,10 @@ def is_test_source(path: str) -> bool:
 
 
 def has_tests(paths: set[str], patterns: tuple[str, ...]) -> bool:
-    return any(is_test_file(p, patterns) or (p.endswith(".py") and in_test_dir(p)) for p in paths)
+    return any(
+        is_test_file(p, patterns) or (p.endswith(".py") and in_test_dir(p)) or split(p)[1] in _MODULE_NAMES
+        for p in paths
+    )
 
 
 def _candidate_dir(path: str) -> str | None:
@@ -66,6 +71,6 @@ def unmatched_test_modules(paths: set[str], patterns: tuple[str, ...]) -> list[s
         return []
     return sorted(
         p for p in paths
-        if p.endswith(".py") and in_test_dir(p) and split(p)[1] not in ("conftest.py", "__init__.py")
-        and p.split("/")[0] not in _NOT_SUITE_DIRS
+        if p.endswith(".py") and p.split("/")[0] not in _NOT_SUITE_DIRS
+        and ((in_test_dir(p) and split(p)[1] not in ("conftest.py", "__init__.py")) or split(p)[1] in _MODULE_NAMES)
     )

@@ -41,6 +41,19 @@ def engine() -> Engine:
     return engine
 
 
+TEST_IMAGE_PREFIX = "forager-test-env"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_test_images(engine):
+    """Images built by the tests carry their own prefix and are removed afterwards (disks fill up)."""
+    yield
+    for image in engine.client.images.list():
+        for tag in image.tags:
+            if tag.startswith(TEST_IMAGE_PREFIX + "/"):
+                engine.remove_image(tag)
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("forager-cache")
@@ -55,6 +68,7 @@ def settings(tmp_path, cache_dir) -> Settings:
         python_versions=["3.11"],
         test_timeout=300,
         overrides_dir=tmp_path / "overrides",
+        image_prefix=TEST_IMAGE_PREFIX,
     )
 
 
@@ -77,6 +91,7 @@ def run_cli(*args: str, settings: Settings, check: bool = False) -> subprocess.C
         "FORAGER_PYTHON_VERSIONS": json.dumps(settings.python_versions),
         "FORAGER_TEST_TIMEOUT": str(settings.test_timeout),
         "FORAGER_OVERRIDES_DIR": str(settings.overrides_dir),
+        "FORAGER_IMAGE_PREFIX": settings.image_prefix,
         "COLUMNS": "200",
     }
     proc = subprocess.run([FORAGER, *args], env=env, capture_output=True, text=True, timeout=1800)

@@ -554,6 +554,12 @@ def test_unittest_modules_not_matching_patterns_are_named_explicitly():
     assert matched.test_args == ["tests"]
 
 
+def test_single_module_suite_at_the_root_is_found_and_named():
+    files = {"setup.py": "from setuptools import setup\nsetup(name='jp')\n", "tests.py": "import unittest\n"}
+    spec = detect(repo(files, "jsonpointer.py"), ALL)
+    assert spec.test_args == ["tests.py"]
+
+
 def test_broken_pyproject_becomes_a_note_not_a_crash():
     files = {"pyproject.toml": "[project\nname = ", "setup.py": "from setuptools import setup\nsetup()\n", **A_TEST}
     spec = detect(repo(files), ALL)

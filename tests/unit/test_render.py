@@ -19,7 +19,7 @@ def test_layers_and_tags():
     assert plan.env_tag == f"forager-env/ledger:{plan.spec_hash[:16]}"
     assert plan.requirements_txt == "pytest\nattrs>=22\n"
     # dependencies are installed before the source is copied: that layer is shared across commits
-    deps = plan.env_dockerfile.index("requirements.txt\nRUN")
+    deps = plan.env_dockerfile.index("pip install -r /usr/local/share/forager/requirements.txt")
     source = plan.env_dockerfile.index("COPY repo/ /testbed/")
     project = plan.env_dockerfile.index("pip install -e '.[test]'")
     assert deps < source < project
