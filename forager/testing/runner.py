@@ -56,8 +56,10 @@ def run_suite(
         image,
         ["sh", "-c", suite_script(spec, repo_path, timeout, test_ids)],
         timeout=timeout + 3 * KILL_GRACE,
-        # why: lets a suite (or a test fixture) know which validation run it is in
-        environment={"FORAGER_RUN_INDEX": str(run_index)},
+        # FORAGER_RUN_INDEX lets a suite (or a test fixture) know which validation run it is in.
+        # PYTHONHASHSEED=0: test ids built from set or dict order must not change between runs,
+        # or every such test looks flaky and no task could name it.
+        environment={"FORAGER_RUN_INDEX": str(run_index), "PYTHONHASHSEED": "0"},
         collect=OUT_DIR,
         labels={"forager.role": "validate"},
     )
