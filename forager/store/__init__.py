@@ -95,10 +95,7 @@ class Store:
     def delete_failures_without_spec(self, repo_id: int, requested_ref: str | None) -> None:
         """Once a ref builds, its earlier clone/detect failures are history, not status."""
         with self.session() as s:
-            query = select(Image).where(
-                Image.repo_id == repo_id, Image.requested_ref == requested_ref, Image.spec_hash.is_(None)
-            )
-            for row in s.exec(query):
+            for row in s.exec(self._failures_without_spec(repo_id, requested_ref)):
                 s.delete(row)
             s.commit()
 
@@ -106,13 +103,17 @@ class Store:
         with self.session() as s:
             return s.exec(select(Image).where(Image.repo_id == repo_id, Image.spec_hash == spec_hash)).first()
 
+    @staticmethod
+    def _failures_without_spec(repo_id: int, requested_ref: str | None):
+        """Attempts that failed before a spec existed (clone, detect) for one requested ref."""
+        return select(Image).where(
+            Image.repo_id == repo_id, Image.requested_ref == requested_ref, Image.spec_hash.is_(None)
+        )
+
     def find_failure(self, repo_id: int, requested_ref: str | None) -> Image | None:
-        """An earlier failed attempt that never got as far as a spec (clone, detect): retried in place."""
+        """An earlier failed attempt that never got as far as a spec: a retry updates it in place."""
         with self.session() as s:
-            query = select(Image).where(
-                Image.repo_id == repo_id, Image.requested_ref == requested_ref, Image.spec_hash.is_(None)
-            )
-            return s.exec(query).first()
+            return s.exec(self._failures_without_spec(repo_id, requested_ref)).first()
 
     def replace_baseline(self, image_id: int, tests: list[BaselineTest]) -> None:
         with self.session() as s:

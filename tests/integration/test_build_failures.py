@@ -7,6 +7,7 @@ import json
 import pytest
 
 from forager.models import RepoRef
+from tests.conftest import make_repo
 from tests.integration.conftest import run_cli
 
 SETUP_PY_PKG = {
@@ -24,6 +25,9 @@ def test_missing_path_is_a_clone_failure(builder, tmp_path, store):
     assert image.failure_category == "clone" and image.status == "failed"
     builder.build(RepoRef(url=str(tmp_path / "nope")))  # a retry updates the same row
     assert len(store.images()) == 1
+    make_repo(tmp_path / "nope", {**SETUP_PY_PKG, **PASSING_TEST})  # the repo appears: the failure is history
+    assert builder.build(RepoRef(url=str(tmp_path / "nope"))).status == "ready"
+    assert [image.status for image, _repo in store.images()] == ["ready"]
 
 
 def test_unknown_commit_is_a_clone_failure(builder, repo_factory):
