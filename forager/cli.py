@@ -233,7 +233,3 @@ def example_repo(
 def version() -> None:
     """Print forager's version."""
     print(__version__)
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())

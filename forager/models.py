@@ -163,11 +163,6 @@ class SuiteRun(BaseModel):
         return sum(1 for o in self.outcomes if o.status == status)
 
 
-class ImageStatus(StrEnum):
-    ready = "ready"
-    failed = "failed"
-
-
 class FailureCategory(StrEnum):
     clone = "clone"
     detect = "detect"

@@ -14,9 +14,6 @@ class PytestConfig:
     source: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # keys lower-cased: ini parsers lower-case them too
 
-    def has(self, key: str) -> bool:
-        return key in self.options
-
     def words(self, key: str) -> list[str]:
         """A list option (testpaths, python_files...) whether written as a TOML list or an ini string."""
         value = self.options.get(key)

@@ -38,7 +38,7 @@ def test_postgresql_store():
     if not url:
         if os.environ.get("CI"):
             pytest.fail("FORAGER_TEST_POSTGRES is not set in CI; `make test` sets it and starts PostgreSQL")
-        pytest.skip("FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
+        pytest.skip(reason="FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
     _round_trip(Store(url))
 
 
