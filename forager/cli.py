@@ -156,16 +156,22 @@ def _print_build_table(results) -> None:
 
 
 @app.command()
-def status(db: DbOption = None, as_json: JsonOption = False) -> None:
-    """Show images (and their test baselines) in the store."""
+def status(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    image: Annotated[int | None, typer.Option("--image", help="show one image's per-test baseline")] = None,
+) -> None:
+    """Show the images in the store; with --image ID, that image's per-test baseline."""
     settings = _settings(db=db)
     store = _store(settings)
+    if image is not None:
+        _print_baseline(store, image, as_json)
+        return
     rows = store.images()
     if as_json:
         payload = {
             "images": [
-                {**image.model_dump(mode="json"), "repo": repo.url, "repo_name": repo.name}
-                for image, repo in rows
+                {**row.model_dump(mode="json"), "repo": repo.url, "repo_name": repo.name} for row, repo in rows
             ]
         }
         print(json.dumps(payload, indent=2))
@@ -173,17 +179,32 @@ def status(db: DbOption = None, as_json: JsonOption = False) -> None:
     table = Table(title=f"images in {settings.db}")
     for column in ("id", "repo", "commit", "py", "status", "passed", "failed", "flaky", "size", "build s"):
         table.add_column(column, overflow="fold")
-    for image, repo in rows:
-        state = "[green]ready[/green]" if image.status == "ready" else f"[red]{image.status}: {image.failure_category}[/red]"
+    for row, repo in rows:
+        state = "[green]ready[/green]" if row.status == "ready" else f"[red]{row.status}: {row.failure_category}[/red]"
         table.add_row(
-            str(image.id), repo.name, (image.commit or "")[:10], image.python_version or "", state,
-            str(image.tests_passed), str(image.tests_failed), str(image.tests_flaky),
-            _size(image.size_bytes), f"{image.build_seconds:.0f}" if image.build_seconds else "",
+            str(row.id), repo.name, (row.commit or "")[:10], row.python_version or "", state,
+            str(row.tests_passed), str(row.tests_failed), str(row.tests_flaky),
+            _size(row.size_bytes), f"{row.build_seconds:.0f}" if row.build_seconds else "",
         )
     out.print(table)
-    for image, repo in rows:
-        if image.status == "failed" and image.failure_message:
-            out.print(f"[red]{image.id}[/red] {image.failure_message}", highlight=False, soft_wrap=True)
+    for row, _repo in rows:
+        if row.status == "failed" and row.failure_message:
+            out.print(f"[red]{row.id}[/red] {row.failure_message}", highlight=False, soft_wrap=True)
+
+
+def _print_baseline(store: Store, image_id: int, as_json: bool) -> None:
+    tests = store.baseline(image_id)
+    if not tests and not any(row.id == image_id for row, _repo in store.images()):
+        raise _die(f"--image {image_id}: no such image in the store; `forager status` lists their ids")
+    if as_json:
+        print(json.dumps([t.model_dump(mode="json", exclude={"id"}) for t in tests], indent=2))
+        return
+    table = Table(title=f"baseline of image {image_id}")
+    for column in ("test", "status", "flaky", "runs"):
+        table.add_column(column, overflow="fold")
+    for t in tests:
+        table.add_row(t.test_id, t.status, "yes" if t.flaky else "", " ".join(t.statuses))
+    out.print(table)
 
 
 def _size(n: int | None) -> str:

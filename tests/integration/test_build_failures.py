@@ -99,6 +99,11 @@ def test_cli_reports_each_failure_and_keeps_building_the_others(settings, repo_f
     images = json.loads(as_json.stdout)["images"]
     assert sorted(i["status"] for i in images) == ["failed", "ready"]
     assert {i["repo_name"] for i in images} == {"good", "does-not-exist"}
+    ready = next(i for i in images if i["status"] == "ready")
+    baseline = json.loads(run_cli("status", "--image", str(ready["id"]), "--json", settings=settings, check=True).stdout)
+    assert [(t["test_id"], t["status"]) for t in baseline] == [("tests/test_pkg.py::test_one", "passed")]
+    missing = run_cli("status", "--image", "999", settings=settings)
+    assert missing.returncode == 2 and "no such image" in missing.stderr
 
 
 @pytest.mark.parametrize("args, needle", [(["build-images"], "no repositories given"),
