@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -34,7 +35,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable
 
 
 def _settings(**overrides) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise _die(f"setting {where}: {error['msg']} (check --{where.replace('_', '-')} / FORAGER_{where.upper()})") from None
 
 
 def _die(message: str, code: int = 2) -> typer.Exit:
@@ -62,8 +68,8 @@ def _read_refs(repos: list[str], repos_file: Path | None) -> list[RepoRef]:
         if not repos_file.is_file():
             raise _die(f"--repos-file {repos_file} does not exist; give a file with one repo[@commit] per line")
         for line in repos_file.read_text().splitlines():
-            line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
-            if line:
+            line = line.strip()
+            if line and not line.startswith("#"):
                 texts.append(line)
     if not texts:
         raise _die("no repositories given; pass --repo URL-or-path[@commit] or --repos-file FILE")

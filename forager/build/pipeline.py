@@ -54,21 +54,15 @@ def load_override(overrides_dir: Path, name: str) -> dict | None:
     path = overrides_dir / f"{name}.toml"
     if not path.is_file():
         return None
-    with path.open("rb") as handle:
-        return tomllib.load(handle)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ForagerError(FailureCategory.detect, f"override {path} is not valid TOML ({exc}); fix or remove it") from exc
 
 
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class _RecordAs(Exception):
-    """Carries the failure to record together with the row of the attempt it belongs to."""
-
-    def __init__(self, row: Image, error: ForagerError):
-        super().__init__(error.message)
-        self.row = row
-        self.error = error
 
 
 def _first_line(exc: BaseException) -> str:
@@ -124,8 +118,6 @@ class ImageBuilder:
         workdir = Path(tempfile.mkdtemp(prefix=f"{CONTEXT_PREFIX}{os.getpid()}-", dir=self._contexts_dir()))
         try:
             return self._build(ref, row, workdir, on_stage, started)
-        except _RecordAs as exc:  # the attempt whose row should be kept is not the caller's row
-            return self._fail(ref, exc.row, exc.error.category, exc.error.message, exc.error.log_tail, started)
         except ForagerError as exc:
             return self._fail(ref, row, exc.category, exc.message, exc.log_tail, started)
         except BuildFailed as exc:
@@ -164,41 +156,51 @@ class ImageBuilder:
         detected = self._detect(ref, context / "repo")
         candidates = [detected, *runner_fallbacks(detected)]
         plans = [self._plan(spec, snapshot, ref) for spec in candidates]
-        for plan in plans:  # any candidate already built and ready is a cache hit
-            existing = self.store.find_image(row.repo_id, plan.spec_hash)
-            if existing and existing.status == "ready" and self.engine.image_exists(plan.env_tag):
-                return self._result(ref, existing, cached=True, seconds=time.monotonic() - started)
+        existing = [self.store.find_image(row.repo_id, plan.spec_hash) for plan in plans]
+        for plan, earlier in zip(plans, existing, strict=True):  # any candidate built and ready is a cache hit
+            if earlier and earlier.status == "ready" and self.engine.image_exists(plan.env_tag):
+                return self._result(ref, earlier, cached=True, seconds=time.monotonic() - started)
 
         first_failure: tuple[Image, ForagerError] | None = None
-        for attempt, (spec, plan) in enumerate(zip(candidates, plans, strict=True)):
-            existing = self.store.find_image(row.repo_id, plan.spec_hash)
-            # each attempt starts from a clean row; a rebuild of the same spec replaces that earlier row
-            row = Image(repo_id=row.repo_id, requested_ref=row.requested_ref, commit=row.commit,
-                        forager_version=__version__, id=existing.id if existing else None)
-            self._describe(row, spec, plan)
-            try:
-                runs, baseline, category, cause = self._build_and_validate(
-                    plan, spec, snapshot.commit, row, context, workdir, on_stage)
-            except (BuildFailed, ForagerError):
-                if first_failure is None:
-                    raise
-                break  # a fallback that does not even build tells nothing new: report the first verdict
-            if category is None:
-                row.status, row.failure_category, row.failure_message = "ready", None, None
-                saved = self.store.save_image(row)
+        for attempt, (spec, plan, earlier) in enumerate(zip(candidates, plans, existing, strict=True)):
+            # each attempt records into a row of its own; a rebuild of the same spec replaces that earlier row
+            attempt_row = Image(repo_id=row.repo_id, requested_ref=row.requested_ref, commit=row.commit,
+                                forager_version=__version__, id=earlier.id if earlier else None)
+            self._describe(attempt_row, spec, plan)
+            baseline, failure, first_run = self._attempt(ref, plan, spec, attempt_row, context, workdir, on_stage)
+            if failure is None:
+                attempt_row.status, attempt_row.failure_category, attempt_row.failure_message = "ready", None, None
+                saved = self.store.save_image(attempt_row)
                 self.store.replace_baseline(saved.id, baseline)
                 self.store.delete_failures_without_spec(row.repo_id, row.requested_ref)
                 return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
-            failure = ForagerError(category, f"{ref}: {cause}", runs[0].log_tail)
             if first_failure is None:
-                first_failure = (row, failure)
-            if attempt + 1 == len(candidates) or not _runner_may_be_at_fault(category, runs[0]):
-                break
-            on_stage(f"retry with {candidates[attempt + 1].notes[-1].split(' (')[0].removeprefix('fallback: ')}")
-            if attempt > 0:
+                first_failure = (attempt_row, failure)
+            else:
                 self.engine.remove_image(plan.env_tag)  # why: a failed fallback's image is dead weight on disk
+            last = attempt + 1 == len(candidates)
+            if last or first_run is None or not _runner_may_be_at_fault(failure.category, first_run):
+                break  # a fallback that does not even build tells nothing new: the first verdict stands
+            on_stage("retry with an older pytest")
         first_row, failure = first_failure
-        raise _RecordAs(first_row, failure)
+        return self._fail(ref, first_row, failure.category, failure.message, failure.log_tail, started)
+
+    def _attempt(
+        self, ref: RepoRef, plan: BuildPlan, spec: EnvSpec, row: Image, context: Path, workdir: Path,
+        on_stage: StageCallback,
+    ) -> tuple[list, ForagerError | None, SuiteRun | None]:
+        """One candidate spec: (baseline, None, first run) when ready, else (_, failure, first run or None)."""
+        try:
+            runs, baseline, category, cause = self._build_and_validate(
+                plan, spec, row.commit, row, context, workdir, on_stage)
+        except BuildFailed as exc:
+            category, message = _build_failure(exc)
+            return [], ForagerError(category, message, exc.log_tail), None
+        except ForagerError as exc:
+            return [], exc, None
+        if category is None:
+            return baseline, None, runs[0]
+        return baseline, ForagerError(category, f"{ref}: {cause}", runs[0].log_tail), runs[0]
 
     def _plan(self, spec: EnvSpec, snapshot: repos.RepoSnapshot, ref: RepoRef) -> BuildPlan:
         return render(
@@ -245,13 +247,10 @@ class ImageBuilder:
         return runs, baseline, category, cause
 
     def _detect(self, ref: RepoRef, work_tree: Path) -> EnvSpec:
-        tree = repos.read_tree(work_tree)
-        try:
-            spec = envspec.detect(tree, self.settings.python_versions)
-            override = load_override(self.settings.overrides_dir, ref.name)
-            return envspec.apply_override(spec, override) if override else spec
-        except envspec.DetectError as exc:
-            raise ForagerError(FailureCategory(exc.category), f"{ref}: {exc.message}") from exc
+        # DetectError is a ForagerError: it is recorded with its own category (detect / no-tests)
+        spec = envspec.detect(repos.read_tree(work_tree), self.settings.python_versions)
+        override = load_override(self.settings.overrides_dir, ref.name)
+        return envspec.apply_override(spec, override) if override else spec
 
     def _describe(self, row: Image, spec: EnvSpec, plan: BuildPlan) -> None:
         row.spec = spec.model_dump(mode="json")

@@ -42,18 +42,29 @@ def test_repo_without_python_is_a_detect_failure(builder, repo_factory):
     assert result.category == "detect" and "docs-only" in result.message
 
 
+def test_broken_override_is_a_detect_failure(builder, settings, repo_factory):
+    root, _ = repo_factory("pkg", {**SETUP_PY_PKG, **PASSING_TEST})
+    settings.overrides_dir.mkdir(parents=True, exist_ok=True)
+    (settings.overrides_dir / "pkg.toml").write_text("python = [unclosed\n")
+    result = builder.build(RepoRef(url=str(root)))
+    assert result.category == "detect" and "pkg.toml is not valid TOML" in result.message
+
+
 def test_repo_without_tests_is_a_no_tests_failure(builder, repo_factory):
     root, _ = repo_factory("untested", SETUP_PY_PKG)
     result = builder.build(RepoRef(url=str(root)))
     assert result.category == "no-tests", result.message
 
 
-def test_broken_setup_is_an_install_failure(builder, repo_factory):
+def test_broken_setup_is_an_install_failure(builder, repo_factory, store):
     broken = {"setup.py": "raise SystemExit('this setup.py is broken on purpose')\n", "pkg/__init__.py": ""}
     root, _ = repo_factory("broken", {**broken, **PASSING_TEST})
     result = builder.build(RepoRef(url=str(root)))
     assert result.category == "install", result.message
     assert "install step failed" in result.message
+    image, _repo = next((i, r) for i, r in store.images() if i.id == result.image_id)
+    # the failed row keeps what was tried: spec, python and tag, for a user to inspect and override
+    assert image.python_version == "3.11" and image.spec_hash and image.tag == result.tag
 
 
 def test_missing_base_image_is_a_build_failure(settings, store, engine, repo_factory):
