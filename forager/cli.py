@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import json
-import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from forager import __version__
-from forager.build.engine import Engine, EngineUnavailable
-from forager.config import Settings
+from forager import __version__, cli_tasks
+from forager.cli_common import (
+    DbOption,
+    JsonOption,
+    die,
+    engine_for,
+    err,
+    out,
+    read_refs,
+    settings_for,
+    store_for,
+)
 from forager.models import RepoRef
-from forager.repos import normalise_url
 from forager.store import Store
 
 app = typer.Typer(
@@ -26,63 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-# why: piped output (CI logs, files) would otherwise wrap tables at 80 columns
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-DbOption = Annotated[str | None, typer.Option("--db", help="store URL (default: FORAGER_DB or SQLite in trajectories/)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON instead of tables")]
-
-
-def _settings(**overrides) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise _die(f"setting {where}: {error['msg']} (check --{where.replace('_', '-')} / FORAGER_{where.upper()})") from None
-
-
-def _die(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
-def _store(settings: Settings) -> Store:
-    try:
-        return Store(settings.db)
-    except ValueError as exc:
-        raise _die(f"{exc} (fix --db / FORAGER_DB)") from None
-
-
-def _engine(settings: Settings) -> Engine:
-    try:
-        return Engine(timeout=settings.docker_timeout)
-    except EngineUnavailable as exc:
-        raise _die(str(exc)) from None
-
-
-def _read_refs(repos: list[str], repos_file: Path | None) -> list[RepoRef]:
-    texts = list(repos)
-    if repos_file is not None:
-        if not repos_file.is_file():
-            raise _die(f"--repos-file {repos_file} does not exist; give a file with one repo[@commit] per line")
-        for line in repos_file.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                texts.append(line)
-    if not texts:
-        raise _die("no repositories given; pass --repo URL-or-path[@commit] or --repos-file FILE")
-    refs: dict[tuple[str, str | None], RepoRef] = {}
-    for text in texts:
-        try:
-            # a local path that exists is taken whole, even with an '@' in it
-            ref = RepoRef(url=text.strip()) if Path(text.strip()).exists() else RepoRef.parse(text)
-        except ValueError as exc:
-            raise _die(f"--repo {text!r}: {exc}") from None
-        # why: the same repository named twice (./x and x) would build one image twice at once
-        refs.setdefault((normalise_url(ref.url), ref.ref), ref)
-    return list(refs.values())
+app.add_typer(cli_tasks.app, name="tasks")
 
 
 @app.command("build-images")
@@ -98,14 +53,14 @@ def build_images(
     """Turn repositories into executable Docker images with a recorded test baseline."""
     from forager.build.pipeline import BuildResult, ImageBuilder
 
-    settings = _settings(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout)
-    refs = _read_refs(repo, repos_file)
-    store = _store(settings)
-    engine = _engine(settings)
+    settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout)
+    refs = read_refs(repo, repos_file)
+    store = store_for(settings)
+    engine = engine_for(settings)
     try:
         builder = ImageBuilder(settings, store, engine)
     except ValueError as exc:
-        raise _die(str(exc)) from None
+        raise die(str(exc)) from None
     engine.sweep()  # containers and build contexts of forager processes that were killed
     builder.sweep_contexts()
 
@@ -168,17 +123,19 @@ def status(
     image: Annotated[int | None, typer.Option("--image", help="show one image's per-test baseline")] = None,
 ) -> None:
     """Show the images in the store; with --image ID, that image's per-test baseline."""
-    settings = _settings(db=db)
-    store = _store(settings)
+    settings = settings_for(db=db)
+    store = store_for(settings)
     if image is not None:
         _print_baseline(store, image, as_json)
         return
     rows = store.images()
+    tasks = cli_tasks.task_summary(store)
     if as_json:
         payload = {
             "images": [
                 {**row.model_dump(mode="json"), "repo": repo.url, "repo_name": repo.name} for row, repo in rows
-            ]
+            ],
+            "tasks": tasks,
         }
         print(json.dumps(payload, indent=2))
         return
@@ -196,12 +153,20 @@ def status(
     for row, _repo in rows:
         if row.status == "failed" and row.failure_message:
             out.print(f"[red]{row.id}[/red] {row.failure_message}", highlight=False, soft_wrap=True)
+    if tasks:
+        table = Table(title="tasks", caption="`forager tasks list --all` shows each task and why it is invalid")
+        for column in ("repo", "kind", "family", "valid", "tasks"):
+            table.add_column(column)
+        for entry in tasks:
+            table.add_row(entry["repo"], entry["kind"], entry["family"],
+                          "[green]yes[/green]" if entry["valid"] else "[red]no[/red]", str(entry["tasks"]))
+        out.print(table)
 
 
 def _print_baseline(store: Store, image_id: int, as_json: bool) -> None:
     tests = store.baseline(image_id)
     if not tests and not any(row.id == image_id for row, _repo in store.images()):
-        raise _die(f"--image {image_id}: no such image in the store; `forager status` lists their ids")
+        raise die(f"--image {image_id}: no such image in the store; `forager status` lists their ids")
     if as_json:
         print(json.dumps([t.model_dump(mode="json", exclude={"id"}) for t in tests], indent=2))
         return
@@ -226,13 +191,13 @@ def bootstrap_base_cmd(
     """Make a base image from Debian packages with no image registry (air-gapped hosts)."""
     from forager.build.bootstrap import BootstrapError, bootstrap_base
 
-    settings = _settings()
+    settings = settings_for()
     tag = tag or settings.base_image_for(python)
-    engine = _engine(settings)
+    engine = engine_for(settings)
     try:
         exists = engine.image_exists(tag)
     except ValueError as exc:
-        raise _die(f"--tag: {exc}") from None
+        raise die(f"--tag: {exc}") from None
     if exists and not force:
         err.print(f"base image {tag} exists")
         return
@@ -240,7 +205,7 @@ def bootstrap_base_cmd(
         try:
             image_id = bootstrap_base(engine, python, tag)
         except BootstrapError as exc:
-            raise _die(str(exc)) from None
+            raise die(str(exc)) from None
     err.print(f"made {tag} ({image_id[:19]})")
 
 

@@ -158,6 +158,8 @@ class SuiteRun(BaseModel):
     seconds: float = 0.0
     outcomes: list[TestOutcome] = Field(default_factory=list)
     log_tail: str = ""
+    setup_error: str | None = Field(default=None, description="why the run's setup (patches) failed; no test ran")
+    files: dict[str, bytes] = Field(default_factory=dict, exclude=True, description="other files a plugin left")
 
     def count(self, status: TestStatus) -> int:
         return sum(1 for o in self.outcomes if o.status == status)

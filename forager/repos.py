@@ -195,3 +195,50 @@ def read_tree(work_tree: Path) -> RepoTree:
                 with full.open("rb") as handle:
                     files[path] = handle.read(MAX_READ_BYTES).decode("utf-8", errors="replace")
     return RepoTree(paths=paths, files=files)
+
+
+def read_files_at(mirror: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """Text of `paths` as `commit` has them (missing or binary files are left out)."""
+    tree = git.Repo(mirror).commit(commit).tree
+    texts: dict[str, str] = {}
+    for path in paths:
+        try:
+            data = (tree / path).data_stream.read()
+        except KeyError:
+            continue
+        try:
+            texts[path] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return texts
+
+
+class CommitInfo(BaseModel):
+    """One commit of a repository's history, as mining sees it."""
+
+    sha: str
+    parent: str
+    message: str
+    authored_at: str
+    files: list[str]
+
+
+def first_parent_history(mirror: Path, commit: str, max_commits: int) -> list[CommitInfo]:
+    """Up to `max_commits` commits reachable from `commit` by first parents, newest first; merges and roots left out."""
+    repo = git.Repo(mirror)
+    history = []
+    for item in repo.iter_commits(commit, first_parent=True, max_count=max_commits):
+        if len(item.parents) != 1:
+            continue
+        parent = item.parents[0]
+        files = [path for path in repo.git.diff("--name-only", "--no-renames", parent.hexsha, item.hexsha).splitlines() if path]
+        history.append(
+            CommitInfo(sha=item.hexsha, parent=parent.hexsha, message=str(item.message).strip(),
+                       authored_at=item.authored_datetime.isoformat(), files=files)
+        )
+    return history
+
+
+def diff_between(mirror: Path, old: str, new: str) -> str:
+    """`git diff` from `old` to `new` as `git apply` takes it (binary hunks included, no renames)."""
+    return git.Repo(mirror).git.diff("--binary", "--full-index", "--no-renames", old, new, stdout_as_string=True) + "\n"

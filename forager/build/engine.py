@@ -14,8 +14,8 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from pydantic import BaseModel
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
 LABEL = "forager"  # every container forager starts carries this label, so leftovers can be swept
 OWNER_LABELS = {"forager.host": socket.gethostname(), "forager.pid": str(os.getpid())}
@@ -72,6 +72,17 @@ def pid_alive(pid: str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        # no folder entries: the daemon makes missing parents, and an entry for /tmp would reset its mode
+        for path, data in files.items():
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 class Engine:
@@ -159,11 +170,18 @@ class Engine:
         collect: str | None = None,
         network: bool = False,
         labels: dict[str, str] | None = None,
+        files: dict[str, bytes] | None = None,
     ) -> RunResult:
-        """Run one command in a fresh container, always removed; optionally copy back a folder's files."""
+        """Run one command in a fresh container, always removed; optionally copy back a folder's files.
+
+        `files` (absolute path -> content) are written into the container before it starts: patches
+        travel this way, never through the command line or the environment, which have size limits.
+        """
         container = self._create(image, command, environment or {}, network, {LABEL: "1", **OWNER_LABELS, **(labels or {})})
         timed_out = False
         try:
+            if files:
+                container.put_archive("/", _tar_of(files))
             container.start()
             try:
                 exit_code = container.wait(timeout=timeout)["StatusCode"]

@@ -7,13 +7,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from forager.store.tables import BaselineTest, Image, Repo, utcnow
+from forager.store.tables import BaselineTest, CallMap, Image, Repo, Task, utcnow
 
-__all__ = ["Store", "Repo", "Image", "BaselineTest"]
+__all__ = ["Store", "Repo", "Image", "BaselineTest", "CallMap", "Task"]
 
 
 def _engine_for(url: str) -> Engine:
@@ -132,3 +132,65 @@ class Store:
         with self.session() as s:
             rows = s.exec(select(Image, Repo).where(Image.repo_id == Repo.id).order_by(Image.id))
             return [(image, repo) for image, repo in rows]
+
+    def image(self, image_id: int) -> Image | None:
+        with self.session() as s:
+            return s.get(Image, image_id)
+
+    def repo(self, repo_id: int) -> Repo | None:
+        with self.session() as s:
+            return s.get(Repo, repo_id)
+
+    # -- call maps -----------------------------------------------------------------------------
+    def call_map(self, image_id: int) -> CallMap | None:
+        with self.session() as s:
+            return s.exec(select(CallMap).where(CallMap.image_id == image_id)).first()
+
+    def save_call_map(self, call_map: CallMap) -> None:
+        with self.session() as s:
+            for old in s.exec(select(CallMap).where(CallMap.image_id == call_map.image_id)):
+                s.delete(old)
+            s.flush()
+            s.add(CallMap(**call_map.model_dump(exclude={"id"})))
+            s.commit()
+
+    # -- tasks ---------------------------------------------------------------------------------
+    def save_task(self, task: Task) -> Task:
+        """Insert or update by instance_id: validating an instance again replaces its earlier verdict."""
+        task.updated_at = utcnow()
+        for attempt in range(2):
+            existing = self.task(task.instance_id)
+            task.id = existing.id if existing else None
+            if existing:
+                task.created_at = existing.created_at
+            with self.session() as s:
+                merged = s.merge(task)
+                try:
+                    s.commit()
+                except IntegrityError:  # another worker saved the same instance between look-up and commit
+                    if attempt:
+                        raise
+                    continue
+                s.refresh(merged)
+                return merged
+        raise AssertionError("unreachable")
+
+    def task(self, instance_id: str) -> Task | None:
+        with self.session() as s:
+            return s.exec(select(Task).where(Task.instance_id == instance_id)).first()
+
+    def tasks(
+        self, *, repo_name: str | None = None, kind: str | None = None, valid: bool | None = None,
+        instance_ids: list[str] | None = None,
+    ) -> list[tuple[Task, Repo]]:
+        query = select(Task, Repo).where(Task.repo_id == Repo.id)
+        if repo_name is not None:
+            query = query.where((Repo.name == repo_name) | (Repo.url == repo_name) | (Task.repo_name == repo_name))
+        if kind is not None:
+            query = query.where(Task.kind == kind)
+        if valid is not None:
+            query = query.where(Task.valid == valid)
+        if instance_ids is not None:
+            query = query.where(Task.instance_id.in_(instance_ids))
+        with self.session() as s:
+            return [(task, repo) for task, repo in s.exec(query.order_by(Task.id))]

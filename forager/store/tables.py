@@ -72,3 +72,57 @@ class BaselineTest(SQLModel, table=True):
     status: str
     flaky: bool = False
     statuses: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+
+
+class CallMap(SQLModel, table=True):
+    """Which repository functions each baseline test calls, traced once per image (for mutate-fix)."""
+
+    __tablename__ = "call_maps"
+
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id", index=True, unique=True)
+    # test id -> [[repo-relative path, function qualname], ...]
+    calls: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    seconds: float = 0.0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Task(SQLModel, table=True):
+    """A verifiable job in an image: start state, problem statement, tests that grade it, reference fix."""
+
+    __tablename__ = "tasks"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instance_id: str = Field(index=True, unique=True)
+    kind: str = Field(index=True)  # mutate-fix | issue-fix
+    repo_id: int = Field(foreign_key="repos.id", index=True)
+    image_id: int | None = Field(default=None, foreign_key="images.id", index=True)
+    base_commit: str | None = None
+    problem_statement: str = Field(default="", sa_column=Column(Text))
+    # applied at episode start (mutate-fix: the injected bug; empty for issue-fix)
+    bug_patch: str = Field(default="", sa_column=Column(Text))
+    # the reference solution, relative to the episode's start state
+    gold_patch: str = Field(default="", sa_column=Column(Text))
+    # tests applied before grading, hidden from the agent (issue-fix)
+    test_patch: str = Field(default="", sa_column=Column(Text))
+    fail_to_pass: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    pass_to_pass: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    # provenance: the mutation (mutate-fix) or the instance's origin (issue-fix)
+    family: str | None = Field(default=None, index=True)
+    path: str | None = None
+    symbol: str | None = None
+    line: int | None = None
+    description: str | None = None
+    source: str = ""  # e.g. "synthesize seed=0", "import tasks/x.jsonl", "mine"
+    repo_name: str = ""  # as the instance named it (SWE-bench "owner/name") or forager's short name
+    version: str | None = None
+    environment_setup_commit: str | None = None
+    instance_created_at: str | None = None
+    hints_text: str | None = Field(default=None, sa_column=Column(Text))
+    valid: bool = Field(default=False, index=True)
+    invalid_reason: str | None = Field(default=None, sa_column=Column(Text))
+    validation: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    validate_seconds: float | None = None
+    forager_version: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -20,11 +20,18 @@ def pytest_collection_modifyitems(items):
 """
 # The container's own deadline is shorter than ours, so pytest is stopped and its partial XML kept.
 KILL_GRACE = 10
+_OWN_FILES = {"junit.xml", "log.txt", "exit_code", "setup_error", "setup.log"}
 LOG_TAIL_BYTES = 200_000
 
 
-def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str] | None = None) -> str:
-    """Shell that runs pytest with JUnit XML and leaves log, exit code and XML in OUT_DIR."""
+def suite_script(
+    spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str] | None = None, setup: str = ""
+) -> str:
+    """Shell that runs pytest with JUnit XML and leaves log, exit code and XML in OUT_DIR.
+
+    `setup` runs first in the repository (applying patches, say); when it fails its output is left
+    in OUT_DIR/setup_error and no test runs, so a patch that does not apply is never graded as failing tests.
+    """
     argv = [
         *spec.test_command,
         "-p", "forager_nodeids",
@@ -37,9 +44,14 @@ def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str
         *(test_ids if test_ids else spec.test_args),
     ]
     command = " ".join(shlex.quote(a) for a in argv)
+    setup_lines = (
+        f"if ! ( set -e\n{setup}\n) > {OUT_DIR}/setup.log 2>&1; then mv {OUT_DIR}/setup.log {OUT_DIR}/setup_error; exit 0; fi\n"
+        if setup.strip() else ""
+    )
     return (
         f"mkdir -p {OUT_DIR} {PLUGIN_DIR} && cat > {PLUGIN_DIR}/forager_nodeids.py <<'EOF'\n{NODEID_PLUGIN}\nEOF\n"
-        f"export PYTHONPATH={PLUGIN_DIR}${{PYTHONPATH:+:$PYTHONPATH}}; cd {shlex.quote(repo_path)} && "
+        f"cd {shlex.quote(repo_path)} || exit 1\n{setup_lines}"
+        f"export PYTHONPATH={PLUGIN_DIR}${{PYTHONPATH:+:$PYTHONPATH}}; "
         f"timeout -k {KILL_GRACE} {timeout} {command} > {OUT_DIR}/full.log 2>&1; "
         f"echo $? > {OUT_DIR}/exit_code; "
         # why: a suite can print gigabytes; only the tail is kept, and only it leaves the container
@@ -49,12 +61,22 @@ def suite_script(spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str
 
 def run_suite(
     engine: Engine, image: str, spec: EnvSpec, *, repo_path: str, timeout: int, run_index: int = 1,
-    test_ids: list[str] | None = None,
+    test_ids: list[str] | None = None, setup: str = "", files: dict[str, bytes] | None = None,
+    plugins: dict[str, str] | None = None,
 ) -> SuiteRun:
+    """One run of the suite (or of `test_ids`) in a fresh container; `files` are copied in first.
+
+    `plugins` (module name -> source) are extra pytest plugins loaded for this run only.
+    """
     started = time.monotonic()
+    files = dict(files or {})
+    for module, source in (plugins or {}).items():
+        files[f"{PLUGIN_DIR}/{module}.py"] = source.encode()
+    spec = spec.model_copy(update={"test_command": [*spec.test_command, *_plugin_args(plugins)]}) if plugins else spec
     result = engine.run(
         image,
-        ["sh", "-c", suite_script(spec, repo_path, timeout, test_ids)],
+        ["sh", "-c", suite_script(spec, repo_path, timeout, test_ids, setup)],
+        files=files,
         timeout=timeout + 3 * KILL_GRACE,
         # FORAGER_RUN_INDEX lets a suite (or a test fixture) know which validation run it is in.
         # PYTHONHASHSEED=0: test ids built from set or dict order must not change between runs,
@@ -63,6 +85,11 @@ def run_suite(
         collect=OUT_DIR,
         labels={"forager.role": "validate"},
     )
+    if "setup_error" in result.files:
+        return SuiteRun(
+            exit_code=None, seconds=time.monotonic() - started,
+            setup_error=tail(result.files["setup_error"].decode("utf-8", errors="replace")) or "setup failed",
+        )
     log = result.files.get("log.txt", b"").decode("utf-8", errors="replace") or result.output
     code_text = result.files.get("exit_code", b"").decode().strip()
     exit_code = int(code_text) if code_text.lstrip("-").isdigit() else result.exit_code
@@ -73,7 +100,12 @@ def run_suite(
             outcomes = parse_junit(result.files["junit.xml"])
         except JUnitParseError as exc:
             log += f"\nforager: {exc}"
+    kept = {name: data for name, data in result.files.items() if name not in _OWN_FILES}
     return SuiteRun(
         exit_code=exit_code, timed_out=timed_out, seconds=time.monotonic() - started, outcomes=outcomes,
-        log_tail=tail(log),
+        log_tail=tail(log), files=kept,
     )
+
+
+def _plugin_args(plugins: dict[str, str] | None) -> list[str]:
+    return [arg for module in (plugins or {}) for arg in ("-p", module)]

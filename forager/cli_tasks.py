@@ -1,0 +1,366 @@
+"""`forager tasks ...`: make, import, mine, list, write and check tasks. Parsing and output only."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from forager.cli_common import (
+    DbOption,
+    JsonOption,
+    die,
+    engine_for,
+    err,
+    out,
+    read_refs,
+    settings_for,
+    store_for,
+)
+from forager.models import ForagerError
+from forager.tasks.mutations import FAMILIES
+
+app = typer.Typer(help="Make verifiable tasks in images: mutate-fix (synthetic bugs) and issue-fix (real fixes).",
+                  no_args_is_help=True)
+
+KindOption = Annotated[str | None, typer.Option("--kind", help="mutate-fix or issue-fix")]
+RepoFilter = Annotated[str | None, typer.Option("--repo", help="only tasks of this repository (name or URL)")]
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                    TimeElapsedColumn(), console=err)
+
+
+def _workers(db, jobs):
+    from forager.build.pipeline import ImageBuilder
+
+    settings = settings_for(db=db, jobs=jobs)
+    store = store_for(settings)
+    engine = engine_for(settings)
+    try:
+        builder = ImageBuilder(settings, store, engine)
+    except ValueError as exc:
+        raise die(str(exc)) from None
+    engine.sweep()
+    builder.sweep_contexts()
+    return settings, store, engine, builder
+
+
+def _families(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return FAMILIES
+    chosen = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown or not chosen:
+        raise die(f"--families {text!r}: unknown {', '.join(unknown) or 'empty list'}; choose from {','.join(FAMILIES)}")
+    return chosen
+
+
+@app.command()
+def synthesize(
+    repo: Annotated[list[str], typer.Option("--repo", help="git URL or local path, optionally @commit; repeatable")] = [],  # noqa: B006
+    kind: Annotated[str, typer.Option("--kind", help="only mutate-fix is synthesized; issue-fix comes from import or mine")] = "mutate-fix",
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="valid tasks wanted per repository")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="same seed, same candidates in the same order")] = 0,
+    families: Annotated[str | None, typer.Option("--families", help=f"comma-separated subset of {','.join(FAMILIES)}")] = None,
+    max_candidates: Annotated[int | None, typer.Option("--max-candidates", min=1, help="candidates validated at most (default 4 x count)")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="candidates validated at once")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Inject bugs into functions that passing tests call; keep those that tests catch (mutate-fix)."""
+    from forager.tasks.synthesize import MutateFixSynthesizer
+
+    if kind != "mutate-fix":
+        raise die(f"--kind {kind!r}: synthesize makes mutate-fix tasks; issue-fix tasks come from "
+                  "`forager tasks import FILE` or `forager tasks mine --repo X`")
+    chosen = _families(families)
+    refs = read_refs(repo, None)
+    settings, store, engine, builder = _workers(db, jobs)
+    synthesizer = MutateFixSynthesizer(settings, store, engine, builder)
+    reports, failed = [], False
+    with _progress() as progress:
+        for ref in refs:
+            task = progress.add_task(ref.name, total=None, stage="queued")
+            try:
+                report = synthesizer.synthesize(
+                    ref, count=count, seed=seed, families=chosen, max_candidates=max_candidates,
+                    on_stage=lambda stage, task=task: progress.update(task, stage=stage),
+                )
+            except ForagerError as exc:
+                failed = True
+                progress.update(task, total=1, completed=1, stage=f"[red]{exc.category}")
+                err.print(f"[red]failed:[/red] {exc.message}", highlight=False, soft_wrap=True)
+                continue
+            reports.append(report)
+            progress.update(task, total=1, completed=1, stage=f"{report.valid}/{count} valid of {report.tried} tried")
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
+    else:
+        table = Table(title="tasks synthesize (mutate-fix)")
+        for column in ("repo", "commit", "functions", "candidates", "tried", "valid", "families", "invalid", "seconds"):
+            table.add_column(column, overflow="fold")
+        for r in reports:
+            table.add_row(
+                r.repo.rstrip("/").rsplit("/", 1)[-1], (r.commit or "")[:10], str(r.functions_called), str(r.candidates),
+                str(r.tried), f"{r.valid}" + (f" ({r.reused} reused)" if r.reused else ""),
+                " ".join(f"{k}:{v}" for k, v in sorted(r.families.items())),
+                " ".join(f"{k}:{v}" for k, v in sorted(r.invalid_reasons.items())), f"{r.seconds:.0f}",
+            )
+        out.print(table)
+    if failed or any(r.valid < count for r in reports):
+        raise typer.Exit(1)
+
+
+def _run_verdicts(title: str, jobs_list, runner, jobs: int, as_json: bool) -> None:
+    """Run (label, callable) jobs in parallel with progress, print verdicts, exit 1 when any is invalid."""
+    verdicts = []
+    with _progress() as progress:
+        overall = progress.add_task(f"[bold]{title}", total=len(jobs_list), stage="")
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = {}
+            for label, item in jobs_list:
+                row = progress.add_task(label, total=None, stage="queued")
+                futures[pool.submit(runner, item, lambda s, row=row: progress.update(row, stage=s))] = row
+            for future in as_completed(futures):
+                verdict = future.result()
+                verdicts.append(verdict)
+                mark = "[green]valid" if verdict.valid else "[red]invalid"
+                progress.update(futures[future], total=1, completed=1, stage=mark)
+                progress.advance(overall)
+                if not verdict.valid:
+                    err.print(f"[red]invalid:[/red] {verdict.instance_id}: {verdict.reason}", highlight=False, soft_wrap=True)
+    _print_verdicts(title, verdicts, as_json)
+
+
+def _print_verdicts(title: str, verdicts, as_json: bool) -> None:
+    verdicts = sorted(verdicts, key=lambda v: v.instance_id)
+    if as_json:
+        print(json.dumps([v.model_dump(mode="json") for v in verdicts], indent=2))
+    else:
+        table = Table(title=title)
+        for column in ("instance", "kind", "valid", "F2P", "P2P", "seconds", "reason"):
+            table.add_column(column, overflow="fold")
+        for v in verdicts:
+            table.add_row(v.instance_id, v.kind, "[green]yes[/green]" if v.valid else "[red]no[/red]",
+                          str(v.fail_to_pass), str(v.pass_to_pass), f"{v.seconds:.0f}", v.reason or "")
+        out.print(table)
+        out.print(f"{sum(v.valid for v in verdicts)}/{len(verdicts)} valid")
+    if any(not v.valid for v in verdicts):
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="SWE-bench-format instances, JSON or JSONL (forager's task files too)")],
+    repo_url: Annotated[list[str], typer.Option("--repo-url", help="NAME=URL-or-path: where to clone a repo named NAME (e.g. a local mirror of owner/name); repeatable")] = [],  # noqa: B006
+    instance: Annotated[list[str], typer.Option("--instance", help="only these instance ids; repeatable")] = [],  # noqa: B006
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="instances validated at once")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import instances, build or reuse each repo's image at base_commit, and validate with the gold patch."""
+    from forager.tasks.issues import TaskValidator, TaskVerdict
+    from forager.tasks.records import read_records
+
+    try:
+        reads = read_records(file)
+    except ValueError as exc:
+        raise die(str(exc)) from None
+    urls = {}
+    for mapping in repo_url:
+        name, sep, url = mapping.partition("=")
+        if not sep or not name or not url:
+            raise die(f"--repo-url {mapping!r}: expected NAME=URL-or-path, e.g. pallets/flask=/srv/mirrors/flask")
+        urls[name] = url
+    if instance:
+        reads = [r for r in reads if r.record is None or r.record.instance_id in instance]
+    settings, store, engine, builder = _workers(db, jobs)
+    validator = TaskValidator(settings, store, engine, builder)
+    bad = [r for r in reads if r.record is None]
+    for r in bad:
+        err.print(f"[red]skipped:[/red] {r.error}", highlight=False, soft_wrap=True)
+    good = [(r.record.instance_id, r.record) for r in reads if r.record is not None]
+    if not good and not bad:
+        raise die(f"{file}: no instances found (expected JSON objects with instance_id, repo, base_commit, patch)")
+
+    def run(record, on_stage):
+        return validator.validate_record(record, source=f"import {file.name}", url=urls.get(record.repo), on_stage=on_stage)
+
+    try:
+        _run_verdicts(f"tasks import {file.name}", good, run, settings.jobs, as_json)
+    finally:
+        if bad:
+            err.print(f"{len(bad)} entr{'y' if len(bad) == 1 else 'ies'} of {file} could not be read (see above)")
+    if bad:
+        raise typer.Exit(1)
+    del TaskVerdict
+
+
+@app.command()
+def mine(
+    repo: Annotated[list[str], typer.Option("--repo", help="git URL or local path, optionally @ref to start from; repeatable")] = [],  # noqa: B006
+    max_commits: Annotated[int, typer.Option("--max-commits", min=1, help="first-parent commits scanned, newest first")] = 100,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="fix commits validated at most per repository")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="commits validated at once")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find fix commits (source and tests changed; new tests fail on the parent, pass on the commit) as issue-fix tasks."""
+    from forager.tasks.issues import TaskValidator
+
+    refs = read_refs(repo, None)
+    settings, store, engine, builder = _workers(db, jobs)
+    validator = TaskValidator(settings, store, engine, builder)
+    verdicts, reports = [], []
+    with _progress() as progress:
+        for ref in refs:
+            row = progress.add_task(ref.name, total=None, stage="queued")
+            try:
+                report = validator.mine(ref, max_commits=max_commits, limit=limit, jobs=settings.jobs,
+                                        on_stage=lambda s, row=row: progress.update(row, stage=s))
+            except ForagerError as exc:
+                progress.update(row, total=1, completed=1, stage=f"[red]{exc.category}")
+                raise die(exc.message, code=1) from None
+            reports.append(report)
+            verdicts.extend(report.tasks)
+            valid = sum(v.valid for v in report.tasks)
+            progress.update(row, total=1, completed=1,
+                            stage=f"{report.commits_scanned} commits, {report.fix_candidates} fix-shaped, {valid} valid")
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
+        return
+    for r in reports:
+        err.print(f"{r.repo}: {r.commits_scanned} commits scanned, {r.fix_candidates} change source and tests")
+    try:
+        _print_verdicts("tasks mine", verdicts, False)
+    except typer.Exit:
+        pass  # why: most fix-shaped commits are not verifiable fixes; an invalid one is a finding, not an error
+
+
+@app.command("list")
+def list_(
+    repo: RepoFilter = None,
+    kind: KindOption = None,
+    include_invalid: Annotated[bool, typer.Option("--all", help="include invalid tasks")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List tasks in the store."""
+    settings = settings_for(db=db)
+    rows = store_for(settings).tasks(repo_name=repo, kind=kind, valid=None if include_invalid else True)
+    if as_json:
+        print(json.dumps([{**t.model_dump(mode="json", exclude={"bug_patch", "gold_patch", "test_patch", "validation"}),
+                           "repo": r.url} for t, r in rows], indent=2))
+        return
+    table = Table(title=f"tasks in {settings.db}")
+    for column in ("id", "instance", "kind", "family", "where", "F2P", "P2P", "valid"):
+        table.add_column(column, overflow="fold")
+    for t, _r in rows:
+        where = f"{t.path}:{t.line} {t.symbol}" if t.path else (t.base_commit or "")[:10]
+        table.add_row(str(t.id), t.instance_id, t.kind, t.family or "", where, str(len(t.fail_to_pass)),
+                      str(len(t.pass_to_pass)), "yes" if t.valid else f"no: {t.invalid_reason}")
+    out.print(table)
+
+
+@app.command()
+def write(
+    out_file: Annotated[Path, typer.Argument(help="JSONL file to write, e.g. tasks/mine.jsonl")],
+    repo: RepoFilter = None,
+    kind: KindOption = None,
+    include_invalid: Annotated[bool, typer.Option("--all", help="include invalid tasks")] = False,
+    db: DbOption = None,
+) -> None:
+    """Write tasks as JSONL (SWE-bench fields plus forager's), to share them without the database."""
+    from forager.tasks.catalog import to_record
+    from forager.tasks.records import write_records
+
+    settings = settings_for(db=db)
+    store = store_for(settings)
+    rows = store.tasks(repo_name=repo, kind=kind, valid=None if include_invalid else True)
+    tags = {}
+    for t, _r in rows:
+        if t.image_id is not None and t.image_id not in tags:
+            image = store.image(t.image_id)
+            tags[t.image_id] = image.tag if image else None
+    written = write_records(out_file, (to_record(t, r, tags.get(t.image_id)) for t, r in rows))
+    err.print(f"wrote {written} task{'s' if written != 1 else ''} to {out_file}")
+
+
+@app.command()
+def oracle(
+    repo: RepoFilter = None,
+    kind: KindOption = None,
+    instance: Annotated[list[str], typer.Option("--instance", help="only these instance ids; repeatable")] = [],  # noqa: B006
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="tasks graded at once")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply each valid task's gold patch in a fresh container and grade it: every one must resolve."""
+    from forager.models import EnvSpec
+    from forager.tasks.evaluate import evaluate
+    from forager.tasks.synthesize import candidate_timeout
+
+    settings, store, engine, _builder = _workers(db, jobs)
+    rows = store.tasks(repo_name=repo, kind=kind, valid=True, instance_ids=instance or None)
+    if not rows:
+        raise die("no valid tasks match; make some with `forager tasks synthesize` / `import` / `mine`")
+
+    def grade_one(task, on_stage):
+        image = store.image(task.image_id)
+        if image is None or not engine.image_exists(image.tag):
+            return {"instance_id": task.instance_id, "resolved": False, "error": "its image is gone; rebuild it"}
+        on_stage("grading")
+        result = evaluate(engine, image.tag, EnvSpec(**image.spec), task, task.gold_patch,
+                          repo_path=settings.repo_path, timeout=candidate_timeout(image, settings))
+        return {"instance_id": task.instance_id, "kind": task.kind, **result.model_dump(exclude={"statuses"})}
+
+    results = []
+    with _progress() as progress:
+        overall = progress.add_task("[bold]oracle", total=len(rows), stage="")
+        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
+            futures = [pool.submit(grade_one, t, lambda _s: None) for t, _r in rows]
+            for future in as_completed(futures):
+                results.append(future.result())
+                progress.advance(overall)
+    results.sort(key=lambda r: r["instance_id"])
+    resolved = sum(r["resolved"] for r in results)
+    if as_json:
+        print(json.dumps({"resolved": resolved, "total": len(results), "results": results}, indent=2))
+    else:
+        table = Table(title="oracle: gold patches graded")
+        for column in ("instance", "resolved", "F2P passed", "P2P passed", "seconds", "error"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            table.add_row(r["instance_id"], "[green]yes[/green]" if r["resolved"] else "[red]no[/red]",
+                          f"{r.get('fail_to_pass_passed', 0)}/{r.get('fail_to_pass_total', 0)}",
+                          f"{r.get('pass_to_pass_passed', 0)}/{r.get('pass_to_pass_total', 0)}",
+                          f"{r.get('seconds', 0):.1f}", r.get("error") or "")
+        out.print(table)
+        out.print(f"{resolved}/{len(results)} resolved ({100 * resolved / len(results):.1f}%)")
+    if resolved < len(results):
+        raise typer.Exit(1)
+
+
+def task_summary(store) -> list[dict]:
+    """Tasks per repository, kind, family and validity (for `forager status`)."""
+    counts: Counter = Counter()
+    for t, r in store.tasks():
+        counts[(r.name, t.kind, t.family or "", t.valid)] += 1
+    return [
+        {"repo": repo, "kind": kind, "family": family, "valid": valid, "tasks": n}
+        for (repo, kind, family, valid), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], not kv[0][3]))
+    ]

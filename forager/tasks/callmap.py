@@ -1,0 +1,100 @@
+"""Which repository functions each test calls: the map that aims mutations at code the tests exercise.
+
+A tiny pytest plugin traces function entries (sys.settrace, call events only, no line tracing)
+while each test runs and writes test id -> [(repo-relative file, qualified name)]. It needs
+nothing installed in the image: validation containers have no network, and coverage.py is not
+part of a project's dependencies. Names are `co_qualname`, the same names `functions_in` gives.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+
+from forager.tasks.patches import is_test_path
+
+PLUGIN_NAME = "forager_callmap"
+OUTPUT = "callmap.json"
+
+PLUGIN_SOURCE = '''
+"""forager call map: the repository functions each test enters (setup, call and teardown)."""
+import json
+import os
+import sys
+import threading
+
+import pytest
+
+_ROOT = os.path.realpath(os.getcwd()) + os.sep
+_OUT = "/tmp/forager-out/callmap.json"
+_names = {}  # code object -> (relative path, qualname), or None outside the repository
+_calls = {}
+_current = None
+
+
+def _trace(frame, event, arg):
+    code = frame.f_code
+    name = _names.get(code, 0)
+    if name == 0:
+        filename = os.path.realpath(code.co_filename)
+        name = (filename[len(_ROOT):], code.co_qualname) if filename.startswith(_ROOT) else None
+        _names[code] = name
+    if name is not None and _current is not None:
+        _current.add(name)
+    return None  # why: no line events; only function entries are needed, and they are cheap
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    global _current
+    _current = set()
+    sys.settrace(_trace)
+    threading.settrace(_trace)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
+        threading.settrace(None)
+        _calls[item.nodeid] = sorted(_current)
+        _current = None
+
+
+def pytest_sessionfinish(session):
+    os.makedirs(os.path.dirname(_OUT), exist_ok=True)
+    with open(_OUT, "w") as handle:
+        json.dump(_calls, handle)
+'''
+
+
+def parse_call_map(raw: bytes | str) -> dict[str, list[tuple[str, str]]]:
+    """The plugin's JSON as test id -> [(path, qualname)]; unreadable output is an empty map."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(test): [(str(pair[0]), str(pair[1])) for pair in pairs if isinstance(pair, list) and len(pair) == 2]
+        for test, pairs in data.items()
+        if isinstance(pairs, list)
+    }
+
+
+def tests_by_function(
+    calls: dict[str, list[tuple[str, str]]] | dict[str, list[list[str]]], eligible: Iterable[str]
+) -> dict[tuple[str, str], list[str]]:
+    """(path, qualname) of source functions -> the eligible tests that call them, in test order.
+
+    Functions defined in test files are left out: a bug there would be a broken test, not a bug.
+    """
+    wanted = set(eligible)
+    result: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for test_id, pairs in calls.items():
+        if test_id not in wanted:
+            continue
+        for path, qualname in pairs:
+            if path.endswith(".py") and not is_test_path(path) and not qualname.startswith("<"):
+                result[(path, qualname)].append(test_id)
+    return dict(result)

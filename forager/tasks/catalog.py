@@ -1,0 +1,39 @@
+"""Tasks in the store <-> task records in JSONL (SWE-bench fields plus forager's). Pure conversions."""
+
+from __future__ import annotations
+
+from forager.store import Repo, Task
+from forager.tasks.records import MutationInfo, TaskKind, TaskRecord
+
+
+def to_record(task: Task, repo: Repo, image_tag: str | None = None) -> TaskRecord:
+    """The task as one shareable line. `patch` is the gold patch: relative to base_commit for issue-fix,
+    and to base_commit with `bug_patch` applied for mutate-fix."""
+    mutation = None
+    if task.kind == TaskKind.mutate_fix and task.family:
+        mutation = MutationInfo(family=task.family, path=task.path or "?", symbol=task.symbol or "?",
+                                line=task.line or 1, description=task.description or "")
+    return TaskRecord(
+        instance_id=task.instance_id, repo=task.repo_name or repo.name, base_commit=task.base_commit or "0" * 40,
+        problem_statement=task.problem_statement, patch=task.gold_patch, test_patch=task.test_patch,
+        FAIL_TO_PASS=task.fail_to_pass, PASS_TO_PASS=task.pass_to_pass, version=task.version,
+        environment_setup_commit=task.environment_setup_commit, created_at=task.instance_created_at,
+        hints_text=task.hints_text, kind=TaskKind(task.kind), bug_patch=task.bug_patch, repo_url=repo.url,
+        mutation=mutation, valid=task.valid, invalid_reason=task.invalid_reason, image_tag=image_tag,
+        forager_version=task.forager_version,
+    )
+
+
+def task_from_record(record: TaskRecord, *, repo_id: int, source: str) -> Task:
+    """A task to validate: its verdict fields start empty, whatever the record claimed."""
+    mutation = record.mutation
+    return Task(
+        instance_id=record.instance_id, kind=record.kind.value, repo_id=repo_id, base_commit=record.base_commit,
+        problem_statement=record.problem_statement, bug_patch=record.bug_patch, gold_patch=record.patch,
+        test_patch=record.test_patch, fail_to_pass=list(record.FAIL_TO_PASS), pass_to_pass=list(record.PASS_TO_PASS),
+        family=mutation.family if mutation else None, path=mutation.path if mutation else None,
+        symbol=mutation.symbol if mutation else None, line=mutation.line if mutation else None,
+        description=mutation.description if mutation else None, source=source, repo_name=record.repo,
+        version=record.version, environment_setup_commit=record.environment_setup_commit,
+        instance_created_at=record.created_at, hints_text=record.hints_text,
+    )

@@ -1,0 +1,292 @@
+"""mutate-fix tasks: a synthetic bug in a function the baseline's passing tests call, kept only when tests catch it.
+
+Steps: the repo's image (built or reused) -> a call map (which tests enter which functions, traced
+once per image) -> candidate mutations of called functions (pure AST engine) -> a seeded,
+family-balanced order -> validation of each candidate in a fresh container: first the tests that
+call the function (cheap; most equivalent mutants stop here), then the whole suite for
+FAIL_TO_PASS and PASS_TO_PASS. Only candidates with at least one FAIL_TO_PASS test are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from forager import __version__, repos
+from forager.build.engine import Engine
+from forager.build.pipeline import ImageBuilder
+from forager.config import Settings
+from forager.models import (
+    EnvSpec,
+    FailureCategory,
+    ForagerError,
+    RepoRef,
+    SuiteRun,
+    TestStatus,
+)
+from forager.store import CallMap, Image, Store, Task
+from forager.tasks.callmap import OUTPUT as CALLMAP_OUTPUT
+from forager.tasks.callmap import (
+    PLUGIN_NAME,
+    PLUGIN_SOURCE,
+    parse_call_map,
+    tests_by_function,
+)
+from forager.tasks.evaluate import run_state, status_of
+from forager.tasks.mutations import (
+    FAMILIES,
+    MODULE_SYMBOL,
+    Mutation,
+    enumerate_mutations,
+    sample_mutations,
+)
+from forager.tasks.patches import test_files
+from forager.tasks.records import TaskKind
+from forager.tasks.statement import mutate_fix_statement
+
+StageCallback = Callable[[str], None]
+# Passing more ids than this on pytest's command line is slower than running their files.
+MAX_SELECTED_IDS = 300
+FAILING = {TestStatus.failed.value, TestStatus.error.value}
+
+
+class CandidateVerdict(BaseModel):
+    instance_id: str
+    family: str
+    valid: bool
+    reason: str | None = None
+    seconds: float = 0.0
+    reused: bool = False
+
+
+class SynthesisReport(BaseModel):
+    """What one `tasks synthesize` run did (one table, one JSON object)."""
+
+    repo: str
+    image_id: int | None = None
+    commit: str | None = None
+    functions_called: int = 0
+    candidates: int = 0
+    tried: int = 0
+    valid: int = 0
+    reused: int = 0
+    invalid_reasons: dict[str, int] = Field(default_factory=dict)
+    families: dict[str, int] = Field(default_factory=dict)
+    call_map_seconds: float = 0.0
+    validate_seconds: float = 0.0
+    seconds: float = 0.0
+    tasks: list[CandidateVerdict] = Field(default_factory=list)
+
+
+@dataclass
+class _Image:
+    row: Image
+    spec: EnvSpec
+    eligible: list[str]  # baseline tests that passed in every validation run
+    timeout: int
+
+
+def mutation_instance_id(repo_name: str, mutation: Mutation) -> str:
+    """Stable id: the same bug in the same repository is the same task, whatever run found it."""
+    digest = hashlib.sha256(mutation.bug_patch().encode()).hexdigest()[:12]
+    return f"{repo_name}__mutate-{digest}"
+
+
+def candidate_timeout(image: Image, settings: Settings) -> int:
+    """A mutant can loop forever: allow a few times the baseline's own run time, never more than the limit."""
+    per_run = (image.validate_seconds or 0) / max(settings.validation_runs, 1)
+    return int(min(settings.test_timeout, max(60, 4 * per_run + 30)))
+
+
+class MutateFixSynthesizer:
+    def __init__(self, settings: Settings, store: Store, engine: Engine, builder: ImageBuilder):
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.builder = builder
+
+    def synthesize(
+        self, ref: RepoRef, *, count: int, seed: int, families: tuple[str, ...] = FAMILIES,
+        max_candidates: int | None = None, on_stage: StageCallback = lambda _s: None,
+    ) -> SynthesisReport:
+        started = time.monotonic()
+        report = SynthesisReport(repo=ref.safe_url)
+        image = self._image(ref, on_stage)
+        report.image_id, report.commit = image.row.id, image.row.commit
+        repo_row = self.store.repo(image.row.repo_id)
+
+        on_stage("call map")
+        map_started = time.monotonic()
+        calls = self._call_map(image)
+        report.call_map_seconds = round(time.monotonic() - map_started, 2)
+        callers = tests_by_function(calls, image.eligible)
+        report.functions_called = len(callers)
+
+        on_stage("mutations")
+        candidates, covering = self._candidates(repo_row.mirror_path, image.row.commit, callers, families)
+        report.candidates = len(candidates)
+        pool = sample_mutations(candidates, max_candidates or max(4 * count, count + 10), seed, families)
+        if not pool:
+            raise ForagerError(
+                FailureCategory.no_tests,
+                f"{ref}: no mutation candidates (no source function is called by a passing test)",
+            )
+
+        validate_started = time.monotonic()
+        kept: list[CandidateVerdict] = []
+        reasons: Counter[str] = Counter()
+        with ThreadPoolExecutor(max_workers=self.settings.jobs) as workers:
+            for start in range(0, len(pool), self.settings.jobs):
+                if len(kept) >= count:
+                    break
+                batch = pool[start : start + min(self.settings.jobs, count - len(kept))]
+                on_stage(f"validate {report.tried + 1}-{report.tried + len(batch)} ({len(kept)}/{count} valid)")
+                jobs = [
+                    workers.submit(self._validate, image, repo_row.id, repo_row.name, m, covering[id(m)], seed)
+                    for m in batch
+                ]
+                for verdict in (job.result() for job in jobs):  # in pool order: the same seed keeps the same tasks
+                    report.tried += 1
+                    report.tasks.append(verdict)
+                    if verdict.valid:
+                        kept.append(verdict)
+                    else:
+                        reasons[_reason_kind(verdict.reason)] += 1
+        report.validate_seconds = round(time.monotonic() - validate_started, 2)
+        report.valid = len(kept)
+        report.reused = sum(v.reused for v in kept)
+        report.invalid_reasons = dict(reasons)
+        report.families = dict(Counter(v.family for v in kept))
+        report.seconds = round(time.monotonic() - started, 2)
+        return report
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _image(self, ref: RepoRef, on_stage: StageCallback) -> _Image:
+        on_stage("image")
+        built = self.builder.build(ref, on_stage)
+        if built.status != "ready" or built.image_id is None:
+            raise ForagerError(FailureCategory(built.category or "build"), f"no ready image: {built.message}")
+        row = self.store.image(built.image_id)
+        eligible = [t.test_id for t in self.store.baseline(row.id) if t.status == TestStatus.passed and not t.flaky]
+        return _Image(row=row, spec=EnvSpec(**row.spec), eligible=eligible, timeout=candidate_timeout(row, self.settings))
+
+    def _call_map(self, image: _Image) -> dict[str, list[tuple[str, str]]]:
+        cached = self.store.call_map(image.row.id)
+        if cached is not None:
+            return {test: [tuple(pair) for pair in pairs] for test, pairs in cached.calls.items()}
+        started = time.monotonic()
+        run = run_state(
+            self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path,
+            timeout=self.settings.test_timeout, patches=[], plugins={PLUGIN_NAME: PLUGIN_SOURCE},
+        )
+        calls = parse_call_map(run.files.get(CALLMAP_OUTPUT, b""))
+        if not calls:
+            raise ForagerError(
+                FailureCategory.tests_error,
+                f"tracing the suite of image {image.row.id} gave no call map (exit {run.exit_code})",
+                run.log_tail,
+            )
+        self.store.save_call_map(CallMap(image_id=image.row.id, calls=calls, seconds=time.monotonic() - started))
+        return calls
+
+    def _candidates(
+        self, mirror: str, commit: str, callers: dict[tuple[str, str], list[str]], families: tuple[str, ...]
+    ) -> tuple[list[Mutation], dict[int, list[str]]]:
+        """Mutations of called functions, each with the tests that call the function it changes."""
+        by_file: dict[str, dict[str, list[str]]] = {}
+        for (path, qualname), tests in callers.items():
+            by_file.setdefault(path, {})[qualname] = tests
+        sources = repos.read_files_at(Path(mirror), commit, sorted(by_file))
+        candidates: list[Mutation] = []
+        covering: dict[int, list[str]] = {}
+        for path, source in sources.items():
+            functions = by_file[path]
+            # an import removal breaks whatever the module's functions do: every caller of the file covers it
+            file_tests = list(dict.fromkeys(t for tests in functions.values() for t in tests))
+            for mutation in enumerate_mutations(path, source, symbols={*functions, MODULE_SYMBOL}, families=families):
+                candidates.append(mutation)
+                covering[id(mutation)] = functions.get(mutation.symbol, file_tests)
+        return candidates, covering
+
+    def _validate(
+        self, image: _Image, repo_id: int, repo_name: str, mutation: Mutation, covering: list[str], seed: int
+    ) -> CandidateVerdict:
+        """Run the candidate's callers, then the whole suite; record the task, valid or not."""
+        instance_id = mutation_instance_id(repo_name, mutation)
+        existing = self.store.task(instance_id)
+        if existing is not None and existing.image_id == image.row.id:
+            return CandidateVerdict(instance_id=instance_id, family=mutation.family, valid=existing.valid,
+                                    reason=existing.invalid_reason, reused=True)
+        started = time.monotonic()
+        task = Task(
+            instance_id=instance_id, kind=TaskKind.mutate_fix.value, repo_id=repo_id, image_id=image.row.id,
+            base_commit=image.row.commit, bug_patch=mutation.bug_patch(), gold_patch=mutation.gold_patch(),
+            family=mutation.family, path=mutation.path, symbol=mutation.symbol, line=mutation.line,
+            description=mutation.description, source=f"synthesize seed={seed}", repo_name=repo_name,
+            forager_version=__version__,
+        )
+        try:
+            self._judge(image, task, covering)
+        except Exception as exc:  # noqa: BLE001 - one candidate's surprise (a daemon hiccup) must not stop the run
+            task.valid, task.invalid_reason = False, f"validation error: {type(exc).__name__}: {str(exc)[:200]}"
+        task.validate_seconds = round(time.monotonic() - started, 2)
+        self.store.save_task(task)
+        return CandidateVerdict(instance_id=instance_id, family=mutation.family, valid=task.valid,
+                                reason=task.invalid_reason, seconds=task.validate_seconds)
+
+    def _judge(self, image: _Image, task: Task, covering: list[str]) -> None:
+        targeted = self._run_with_bug(image, task, covering)
+        if targeted.setup_error is not None:
+            task.valid, task.invalid_reason = False, "bug patch does not apply"
+            return
+        if targeted.timed_out:
+            task.valid, task.invalid_reason = False, "tests time out with the bug"
+            return
+        if not any(_failing(status_of(targeted).get(test)) for test in covering):
+            task.valid, task.invalid_reason = False, "no test catches the bug (an equivalent mutant)"
+            return
+        full = self._run_with_bug(image, task, None)
+        if full.timed_out or full.setup_error is not None:
+            task.valid, task.invalid_reason = False, "the whole suite does not finish with the bug"
+            return
+        statuses = status_of(full)
+        fail_to_pass = [t for t in image.eligible if _failing(statuses.get(t))]
+        pass_to_pass = [t for t in image.eligible if statuses.get(t) == TestStatus.passed]
+        task.fail_to_pass, task.pass_to_pass = fail_to_pass, pass_to_pass
+        task.validation = {
+            "fail_to_pass_statuses": {t: statuses.get(t, "missing") for t in fail_to_pass},
+            "became_skipped": [t for t in image.eligible if statuses.get(t) == TestStatus.skipped],
+            "suite_seconds": round(full.seconds, 2),
+        }
+        if not fail_to_pass:
+            task.valid, task.invalid_reason = False, "no test of the whole suite fails with the bug"
+            return
+        messages = {o.test_id: o.message for o in full.outcomes}
+        failures = [(t, messages.get(t) or "(the test was not reported: its module failed to import)") for t in fail_to_pass]
+        task.problem_statement = mutate_fix_statement(failures, total=len(fail_to_pass))
+        task.valid, task.invalid_reason = True, None
+
+    def _run_with_bug(self, image: _Image, task: Task, tests: list[str] | None) -> SuiteRun:
+        ids = files = None
+        if tests is not None:
+            ids, files = (tests, None) if len(tests) <= MAX_SELECTED_IDS else (None, test_files(tests))
+        return run_state(
+            self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path, timeout=image.timeout,
+            patches=[task.bug_patch], run_files=files, test_ids=ids,
+        )
+
+
+def _failing(status: str | None) -> bool:
+    """Failed, errored, or not reported at all (its module no longer imports)."""
+    return status is None or status in FAILING
+
+
+def _reason_kind(reason: str | None) -> str:
+    return (reason or "unknown").split(":")[0].split(" (")[0]
