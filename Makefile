@@ -30,6 +30,10 @@ base-image: venv host
 demo: base-image
 	$(FORAGER) example-repo --out $(DEMO_REPO)
 	$(FORAGER) build-images --repo $(DEMO_REPO)
+	$(FORAGER) tasks synthesize --repo $(DEMO_REPO) --kind mutate-fix --count 3 --seed 0
+	$(FORAGER) tasks mine --repo $(DEMO_REPO)
+	$(FORAGER) tasks oracle --repo example-repo
+	$(FORAGER) tasks write trajectories/demo-tasks.jsonl
 	$(FORAGER) status
 
 # The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh).

@@ -239,12 +239,12 @@ def mine(
             verdicts.extend(report.tasks)
             valid = sum(v.valid for v in report.tasks)
             progress.update(row, total=1, completed=1,
-                            stage=f"{report.commits_scanned} commits, {report.fix_candidates} fix-shaped, {valid} valid")
+                            stage=f"{report.commits_scanned} scanned, {report.fix_candidates} fix-shaped, {valid} valid")
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
         return
     for r in reports:
-        err.print(f"{r.repo}: {r.commits_scanned} commits scanned, {r.fix_candidates} change source and tests")
+        err.print(f"{r.repo}: {r.commits_scanned} commit(s) with a parent scanned, {r.fix_candidates} change source and tests")
     try:
         _print_verdicts("tasks mine", verdicts, False)
     except typer.Exit:

@@ -96,3 +96,25 @@ def repo_from_sdist(requirement: str, dest: Path, download_dir: Path) -> Path:
     # a release's sdist is a tagged commit: version tools (setuptools-scm, hatch-vcs) read the tag
     git_commit_all(dest, f"{requirement} from its source distribution", tag=requirement.partition("==")[2])
     return dest
+
+
+def repo_from_sdist_history(requirements: list[str], dest: Path, download_dir: Path) -> Path:
+    """A git repository whose commits are successive releases (one sdist each, tagged): a real history to mine.
+
+    Each commit replaces the whole tree with the next release's files, so its diff is what changed
+    between the two releases, tests included.
+    """
+    if (dest / ".git").is_dir():
+        return dest
+    dest.mkdir(parents=True)
+    for requirement in requirements:
+        archive = download_sdist(requirement, download_dir)
+        for entry in dest.iterdir():
+            if entry.name != ".git":
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        with tempfile.TemporaryDirectory() as tmp:
+            top = _extract(archive, Path(tmp))
+            shutil.copytree(top, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.egg-info", "PKG-INFO"))
+        version = requirement.partition("==")[2]
+        git_commit_all(dest, f"Release {version}", tag=version)
+    return dest

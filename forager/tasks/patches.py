@@ -270,4 +270,4 @@ def _decode(raw: bytes) -> str:
 
 def _strip_prefix(name: str, prefix: str) -> str:
     """Drop git's a/ or b/ prefix; /dev/null and plain paths stay as they are."""
-    return name[len(prefix) :] if name.startswith(prefix) else name
+    return name.removeprefix(prefix)

@@ -35,7 +35,6 @@ REQUIRED_FIELDS: tuple[str, ...] = ("instance_id", "repo", "base_commit", "patch
 _REQUIRED_HINT = "every instance needs instance_id, repo, base_commit and patch"
 _MAX_ID_CHARS = 200
 _SHA_RE = re.compile(r"[0-9a-f]{7,40}")
-_OWNER_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 # why: a unified diff is recognised by its file headers; "diff --git" alone covers git's
 # header-only sections (mode changes, binary files, empty files)
 _GIT_DIFF_RE = re.compile(r"^diff --git ", re.MULTILINE)
@@ -162,7 +161,8 @@ class TaskRecord(BaseModel):
         except json.JSONDecodeError as exc:
             raise ValueError(f"{info.field_name} is a string but not a JSON list of test ids ({exc.msg})") from None
         if not isinstance(decoded, list):
-            raise ValueError(f"{info.field_name} is a string but not a JSON list of test ids")
+            # why: pydantic turns only ValueError (not TypeError) into a validation error
+            raise ValueError(f"{info.field_name} is a string but not a JSON list of test ids")  # noqa: TRY004
         return decoded
 
     @field_validator("FAIL_TO_PASS", "PASS_TO_PASS")
@@ -187,13 +187,6 @@ class TaskRecord(BaseModel):
             raise ValueError("a mutate-fix task needs bug_patch, the unified diff that injects the bug")
         if self.kind is TaskKind.issue_fix and self.bug_patch:
             raise ValueError("bug_patch is only for mutate-fix tasks (set kind to mutate-fix or drop bug_patch)")
-        return self
-
-    @model_validator(mode="after")
-    def _repo_is_cloneable(self) -> TaskRecord:
-        # why: clone_url() turns a short name into a GitHub URL; anything else would clone nothing
-        if self.repo_url is None and not _is_url_or_path(self.repo) and not _OWNER_NAME_RE.fullmatch(self.repo):
-            raise ValueError(f"repo {self.repo!r} is not owner/name, a git URL or a path (fix it or set repo_url)")
         return self
 
     def clone_url(self) -> str:

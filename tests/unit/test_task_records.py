@@ -156,15 +156,11 @@ def test_mutation_info_ignores_the_whole_file_texts_of_a_mutation():
         ({"repo": "../money"}, "../money"),
         ({"repo": "~/src/money"}, "~/src/money"),
         ({"repo": "money", "repo_url": "https://example.org/money.git"}, "https://example.org/money.git"),
+        ({"repo": "."}, "."),
     ],
 )
 def test_clone_url(changes, url):
     assert record(**changes).clone_url() == url
-
-
-def test_a_bare_repo_name_without_repo_url_is_an_error():
-    with pytest.raises(ValidationError, match="not owner/name"):
-        record(repo="money")
 
 
 # --- reading ----------------------------------------------------------------------------
