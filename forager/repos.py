@@ -49,8 +49,8 @@ def normalise_url(url: str) -> str:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise work on one mirror across threads and processes (parallel builds of one repo)."""
+def locked(path: Path) -> Iterator[None]:
+    """Serialise work on one thing (a mirror, an image) across threads and processes, by a lock file beside `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -116,7 +116,7 @@ def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
     if "://" not in url and ":" not in url and not Path(url).exists():
         raise ForagerError(FailureCategory.clone, f"cannot clone {shown}: no such path or URL (check the spelling)")
     mirror = cache_dir / "mirrors" / (hashlib.sha256(url.encode()).hexdigest()[:20] + ".git")
-    with _locked(mirror):
+    with locked(mirror):
         try:
             _update_mirror(url, mirror)
         except GitFailed as exc:

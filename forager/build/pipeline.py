@@ -149,6 +149,16 @@ class ImageBuilder:
         snapshot = repos.fetch(ref, self.settings.cache_dir)
         self.store.upsert_repo(snapshot.url, ref.name, str(snapshot.mirror), snapshot.default_branch)
         row.commit = snapshot.commit
+        # why: two jobs wanting one commit (tasks sharing a base_commit) would build the same image at once
+        # and race to record its baseline; the second waits, then finds the first one's image
+        key = hashlib.sha256(f"{snapshot.url}@{snapshot.commit}".encode()).hexdigest()[:24]
+        with repos.locked(self.settings.cache_dir / "locks" / key):
+            return self._build_commit(ref, row, snapshot, workdir, on_stage, started)
+
+    def _build_commit(
+        self, ref: RepoRef, row: Image, snapshot: repos.RepoSnapshot, workdir: Path, on_stage: StageCallback,
+        started: float,
+    ) -> BuildResult:
         context = workdir / "context"
         repos.export_sanitised(snapshot, context / "repo")
 

@@ -37,7 +37,9 @@ def _trace(frame, event, arg):
     code = frame.f_code
     name = _names.get(code, 0)
     if name == 0:
-        filename = os.path.realpath(code.co_filename)
+        raw = code.co_filename
+        # "<frozen os>", "<string>": generated code has a pseudo name, which realpath would place in the repo
+        filename = "" if raw.startswith("<") or not raw.endswith(".py") else os.path.realpath(raw)
         name = (filename[len(_ROOT):], code.co_qualname) if filename.startswith(_ROOT) else None
         _names[code] = name
     if name is not None and _current is not None:
@@ -95,6 +97,7 @@ def tests_by_function(
         if test_id not in wanted:
             continue
         for path, qualname in pairs:
-            if path.endswith(".py") and not is_test_path(path) and not qualname.startswith("<"):
+            # comprehensions, lambdas and module bodies ("<genexpr>") are not functions a mutation can name
+            if path.endswith(".py") and not is_test_path(path) and not qualname.rsplit(".", 1)[-1].startswith("<"):
                 result[(path, qualname)].append(test_id)
     return dict(result)

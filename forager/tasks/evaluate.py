@@ -48,7 +48,8 @@ def setup_script(patch_names: list[str], test_patch_name: str | None, restore: l
         )
     if test_patch_name:
         lines.append(f"git apply --whitespace=nowarn {PATCH_DIR}/{test_patch_name}")
-    return "\n".join(lines)
+    # why: chained with &&, since `set -e` is ignored inside the `if` that tests the setup's outcome
+    return " &&\n".join(lines)
 
 
 def status_of(run: SuiteRun) -> dict[str, str]:

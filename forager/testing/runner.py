@@ -29,7 +29,8 @@ def suite_script(
 ) -> str:
     """Shell that runs pytest with JUnit XML and leaves log, exit code and XML in OUT_DIR.
 
-    `setup` runs first in the repository (applying patches, say); when it fails its output is left
+    `setup` runs first in the repository (applying patches, say): one command list whose status is its
+    verdict (chain steps with &&; `set -e` does not apply inside the `if` that tests it). When it fails its output is left
     in OUT_DIR/setup_error and no test runs, so a patch that does not apply is never graded as failing tests.
     """
     argv = [
@@ -45,7 +46,7 @@ def suite_script(
     ]
     command = " ".join(shlex.quote(a) for a in argv)
     setup_lines = (
-        f"if ! ( set -e\n{setup}\n) > {OUT_DIR}/setup.log 2>&1; then mv {OUT_DIR}/setup.log {OUT_DIR}/setup_error; exit 0; fi\n"
+        f"if ! ( {setup}\n) > {OUT_DIR}/setup.log 2>&1; then mv {OUT_DIR}/setup.log {OUT_DIR}/setup_error; exit 0; fi\n"
         if setup.strip() else ""
     )
     return (
