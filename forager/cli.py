@@ -21,6 +21,7 @@ from forager import __version__, cli_tasks
 from forager.cli_common import (
     DbOption,
     JsonOption,
+    builder_for,
     die,
     engine_for,
     err,
@@ -51,18 +52,11 @@ def build_images(
     as_json: JsonOption = False,
 ) -> None:
     """Turn repositories into executable Docker images with a recorded test baseline."""
-    from forager.build.pipeline import BuildResult, ImageBuilder
+    from forager.build.pipeline import BuildResult
 
     settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout)
     refs = read_refs(repo, repos_file)
-    store = store_for(settings)
-    engine = engine_for(settings)
-    try:
-        builder = ImageBuilder(settings, store, engine)
-    except ValueError as exc:
-        raise die(str(exc)) from None
-    engine.sweep()  # containers and build contexts of forager processes that were killed
-    builder.sweep_contexts()
+    _store, _engine, builder = builder_for(settings)
 
     results: list[BuildResult] = []
     progress = Progress(

@@ -73,3 +73,18 @@ def read_refs(repos: list[str], repos_file: Path | None) -> list[RepoRef]:
         # why: the same repository named twice (./x and x) would build one image twice at once
         refs.setdefault((normalise_url(ref.url), ref.ref), ref)
     return list(refs.values())
+
+
+def builder_for(settings: Settings):
+    """Store, engine and image builder for a command that builds or runs images; sweeps what killed runs left."""
+    from forager.build.pipeline import ImageBuilder
+
+    store = store_for(settings)
+    engine = engine_for(settings)
+    try:
+        builder = ImageBuilder(settings, store, engine)
+    except ValueError as exc:
+        raise die(str(exc)) from None
+    engine.sweep()  # containers and build contexts of forager processes that were killed
+    builder.sweep_contexts()
+    return store, engine, builder

@@ -21,8 +21,8 @@ from rich.table import Table
 from forager.cli_common import (
     DbOption,
     JsonOption,
+    builder_for,
     die,
-    engine_for,
     err,
     out,
     read_refs,
@@ -45,18 +45,8 @@ def _progress() -> Progress:
 
 
 def _workers(db, jobs):
-    from forager.build.pipeline import ImageBuilder
-
     settings = settings_for(db=db, jobs=jobs)
-    store = store_for(settings)
-    engine = engine_for(settings)
-    try:
-        builder = ImageBuilder(settings, store, engine)
-    except ValueError as exc:
-        raise die(str(exc)) from None
-    engine.sweep()
-    builder.sweep_contexts()
-    return settings, store, engine, builder
+    return (settings, *builder_for(settings))
 
 
 def _families(text: str | None) -> tuple[str, ...]:
@@ -296,7 +286,16 @@ def write(
         if t.image_id is not None and t.image_id not in tags:
             image = store.image(t.image_id)
             tags[t.image_id] = image.tag if image else None
-    written = write_records(out_file, (to_record(t, r, tags.get(t.image_id)) for t, r in rows))
+    records = []
+    for t, r in rows:
+        try:
+            records.append(to_record(t, r, tags.get(t.image_id)))
+        except ValueError as exc:  # e.g. an invalid task whose gold patch is empty: say so, write the others
+            err.print(f"[yellow]left out:[/yellow] {t.instance_id}: {str(exc).splitlines()[0]}", highlight=False)
+    try:
+        written = write_records(out_file, records)
+    except (OSError, ValueError) as exc:
+        raise die(f"cannot write {out_file}: {exc}") from None
     err.print(f"wrote {written} task{'s' if written != 1 else ''} to {out_file}")
 
 

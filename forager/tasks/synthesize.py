@@ -226,7 +226,9 @@ class MutateFixSynthesizer:
         """Run the candidate's callers, then the whole suite; record the task, valid or not."""
         instance_id = mutation_instance_id(repo_name, mutation)
         existing = self.store.task(instance_id)
-        if existing is not None and existing.image_id == image.row.id:
+        # a verdict is reused, unless it was an error of the machinery rather than of the mutant
+        retry = existing is not None and (existing.invalid_reason or "").startswith("validation error")
+        if existing is not None and existing.image_id == image.row.id and not retry:
             return CandidateVerdict(instance_id=instance_id, family=mutation.family, valid=existing.valid,
                                     reason=existing.invalid_reason, reused=True)
         started = time.monotonic()
@@ -249,21 +251,15 @@ class MutateFixSynthesizer:
     def _judge(self, image: _Image, task: Task, covering: list[str]) -> None:
         if self.prefilter:
             targeted = self._run_with_bug(image, task, covering)
-            if targeted.setup_error is not None:
-                task.valid, task.invalid_reason = False, "bug patch does not apply"
-                return
-            if targeted.timed_out:
-                task.valid, task.invalid_reason = False, "tests time out with the bug"
-                return
-            if not any(_failing(status_of(targeted).get(test)) for test in covering):
-                task.valid, task.invalid_reason = False, "no test catches the bug (an equivalent mutant)"
+            caught = any(_failing(status_of(targeted).get(test)) for test in covering)
+            reason = _unusable(targeted) or (None if caught else "no test catches the bug (an equivalent mutant)")
+            if reason:
+                task.valid, task.invalid_reason = False, reason
                 return
         full = self._run_with_bug(image, task, None)
-        if full.setup_error is not None:
-            task.valid, task.invalid_reason = False, "bug patch does not apply"
-            return
-        if full.timed_out:
-            task.valid, task.invalid_reason = False, "tests time out with the bug"
+        reason = _unusable(full)
+        if reason:
+            task.valid, task.invalid_reason = False, reason
             return
         statuses = status_of(full)
         fail_to_pass = [t for t in image.eligible if _failing(statuses.get(t))]
@@ -290,6 +286,15 @@ class MutateFixSynthesizer:
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path, timeout=image.timeout,
             patches=[task.bug_patch], run_files=files, test_ids=ids,
         )
+
+
+def _unusable(run: SuiteRun) -> str | None:
+    """Why a run with the bug tells nothing about the tests, if it does not."""
+    if run.setup_error is not None:
+        return "bug patch does not apply"
+    if run.timed_out:
+        return "tests time out with the bug"
+    return None
 
 
 def _failing(status: str | None) -> bool:

@@ -7,6 +7,8 @@ release commits; both are validated in images, graded by the oracle, shared as J
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from forager.tasks.patches import changed_files
 from forager.tasks.records import read_records, write_records
 from forager.tasks.synthesize import MutateFixSynthesizer, candidate_timeout
 
-from .conftest import BASE_IMAGE, TEST_IMAGE_PREFIX, run_cli
+from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, run_cli
 
 SDIST_CACHE = Path.home() / ".cache" / "forager-tests" / "sdists"
 RELEASES = ["cachetools==5.3.3", "cachetools==5.4.0", "cachetools==5.5.0"]
@@ -182,3 +184,40 @@ def test_bad_instances_are_recorded_invalid_with_a_reason_and_do_not_stop_the_ot
     status = json.loads(run_cli("status", "--json", settings=fresh, check=True).stdout)
     counts = {(e["kind"], e["valid"]): e["tasks"] for e in status["tasks"]}
     assert counts == {("issue-fix", True): 1, ("issue-fix", False): 3}
+
+
+def test_cli_makes_and_grades_tasks_of_the_example_repo(settings, tmp_path):
+    from forager.example_repo import materialise
+
+    repo = str(materialise(tmp_path / "ledger"))
+    proc = run_cli("tasks", "synthesize", "--repo", repo, "--count", "2", "--seed", "3", "--json", settings=settings)
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    assert report["valid"] == 2 and report["tried"] >= 2
+
+    mined = json.loads(run_cli("tasks", "mine", "--repo", repo, "--json", settings=settings, check=True).stdout)
+    [fix] = mined[0]["tasks"]
+    assert fix["valid"] and fix["fail_to_pass"] == 2  # test_format_amount and test_round_trip
+
+    graded = json.loads(run_cli("tasks", "oracle", "--json", settings=settings, check=True).stdout)
+    assert graded["resolved"] == graded["total"] == 3
+
+    listed = json.loads(run_cli("tasks", "list", "--json", settings=settings, check=True).stdout)
+    assert {t["kind"] for t in listed} == {"mutate-fix", "issue-fix"} and all(t["valid"] for t in listed)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["synthesize", "--repo", ".", "--kind", "issue-fix"], "issue-fix tasks come from"),
+        (["synthesize", "--repo", ".", "--families", "operators,nope"], "unknown nope"),
+        (["import", "/no/such/file.jsonl"], "/no/such/file.jsonl"),
+        (["import", "tasks.jsonl", "--repo-url", "owner-name"], "expected NAME=URL-or-path"),
+    ],
+)
+def test_cli_bad_task_arguments_get_one_clear_line(settings, tmp_path, args, message):
+    (tmp_path / "tasks.jsonl").write_text("")
+    proc = subprocess.run([FORAGER, "tasks", *args], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "FORAGER_DB": settings.db})
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
