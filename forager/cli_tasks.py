@@ -184,6 +184,10 @@ def import_(
     for r in bad:
         err.print(f"[red]skipped:[/red] {r.error}", highlight=False, soft_wrap=True)
     good = [(r.record.instance_id, r.record) for r in reads if r.record is not None]
+    readable = {instance_id for instance_id, _record in good}
+    for r in bad:  # recorded as invalid too, when the entry names its instance and repository
+        if r.instance_id and r.repo and r.instance_id not in readable:
+            validator.record_unreadable(r.instance_id, r.repo, r.error, source=f"import {file.name}", url=urls.get(r.repo))
     if not good and not bad:
         raise die(f"{file}: no instances found (expected JSON objects with instance_id, repo, base_commit, patch)")
 

@@ -90,6 +90,18 @@ class TaskValidator:
                                reason=f"cannot record the task: {type(exc).__name__}: {str(exc)[:200]}",
                                seconds=round(time.monotonic() - started, 2))
 
+    def record_unreadable(self, instance_id: str, repo: str, reason: str, *, source: str, url: str | None = None) -> None:
+        """An instance whose fields are missing or malformed, kept as invalid so reports and reruns see it."""
+        clone_url = url or TaskRecord.model_construct(repo=repo, repo_url=None).clone_url()
+        repo_row = self.store.upsert_repo(repos.normalise_url(clone_url), RepoRef(url=clone_url).name)
+        existing = self.store.task(instance_id)
+        if existing is not None and existing.valid:
+            return  # why: a later malformed copy must not overwrite a task that validated
+        self.store.save_task(Task(
+            instance_id=instance_id, kind=TaskKind.issue_fix.value, repo_id=repo_row.id, repo_name=repo,
+            source=source, valid=False, invalid_reason=reason, forager_version=__version__,
+        ))
+
     def _validate(self, ref: RepoRef, task: Task, started: float, on_stage: StageCallback,
                   run_files: list[str] | None = None) -> TaskVerdict:
         try:

@@ -204,6 +204,9 @@ class RecordRead(BaseModel):
     where: str  # "tasks.jsonl:3" or "tasks.json[2]"
     record: TaskRecord | None = None
     error: str | None = None
+    # what could be read of a bad entry, so the instance can still be recorded as invalid
+    instance_id: str | None = None
+    repo: str | None = None
 
 
 def looks_like_diff(text: str) -> bool:
@@ -368,7 +371,12 @@ def _validate_one(where: str, value: Any) -> RecordRead:
     try:
         return RecordRead(where=where, record=TaskRecord.model_validate(value))
     except ValidationError as exc:
-        return RecordRead(where=where, error=f"{place}: {_describe(exc)}")
+        instance_id, repo = value.get("instance_id"), value.get("repo")
+        return RecordRead(
+            where=where, error=f"{place}: {_describe(exc)}",
+            instance_id=instance_id.strip() if isinstance(instance_id, str) and instance_id.strip() else None,
+            repo=repo.strip() if isinstance(repo, str) and repo.strip() else None,
+        )
 
 
 def _place(where: str, instance_id: Any) -> str:

@@ -91,6 +91,7 @@ class _Image:
     spec: EnvSpec
     eligible: list[str]  # baseline tests that passed in every validation run
     timeout: int
+    prefilter: bool
 
 
 def mutation_instance_id(repo_name: str, mutation: Mutation) -> str:
@@ -99,22 +100,30 @@ def mutation_instance_id(repo_name: str, mutation: Mutation) -> str:
     return f"{repo_name}__mutate-{digest}"
 
 
+# A targeted pre-run costs a container start; it pays only when a whole-suite run is much longer
+# (bench/tasks.py: on suites of 0.5-3 s, whole-suite-only validation was 0.55-0.97x the time per task).
+PREFILTER_MIN_SUITE_SECONDS = 5.0
+
+
+def baseline_run_seconds(image: Image, settings: Settings) -> float:
+    return (image.validate_seconds or 0) / max(settings.validation_runs, 1)
+
+
 def candidate_timeout(image: Image, settings: Settings) -> int:
     """A mutant can loop forever: allow a few times the baseline's own run time, never more than the limit."""
-    per_run = (image.validate_seconds or 0) / max(settings.validation_runs, 1)
-    return int(min(settings.test_timeout, max(60, 4 * per_run + 30)))
+    return int(min(settings.test_timeout, max(30, 3 * baseline_run_seconds(image, settings) + 15)))
 
 
 class MutateFixSynthesizer:
     def __init__(
-        self, settings: Settings, store: Store, engine: Engine, builder: ImageBuilder, *, prefilter: bool = True
+        self, settings: Settings, store: Store, engine: Engine, builder: ImageBuilder, *, prefilter: bool | None = None
     ):
         self.settings = settings
         self.store = store
         self.engine = engine
         self.builder = builder
-        # why: running only the tests that call the mutated function first rejects most mutants
-        # no test catches for a fraction of a whole-suite run (bench/tasks.py measures both ways)
+        # why: running only the tests that call the mutated function first rejects mutants no test
+        # catches for a fraction of a whole-suite run; None decides by the suite's baseline run time
         self.prefilter = prefilter
 
     def synthesize(
@@ -180,7 +189,11 @@ class MutateFixSynthesizer:
             raise ForagerError(FailureCategory(built.category or "build"), f"no ready image: {built.message}")
         row = self.store.image(built.image_id)
         eligible = [t.test_id for t in self.store.baseline(row.id) if t.status == TestStatus.passed and not t.flaky]
-        return _Image(row=row, spec=EnvSpec(**row.spec), eligible=eligible, timeout=candidate_timeout(row, self.settings))
+        prefilter = self.prefilter
+        if prefilter is None:
+            prefilter = baseline_run_seconds(row, self.settings) >= PREFILTER_MIN_SUITE_SECONDS
+        return _Image(row=row, spec=EnvSpec(**row.spec), eligible=eligible,
+                      timeout=candidate_timeout(row, self.settings), prefilter=prefilter)
 
     def _call_map(self, image: _Image) -> dict[str, list[tuple[str, str]]]:
         cached = self.store.call_map(image.row.id)
@@ -249,7 +262,7 @@ class MutateFixSynthesizer:
                                 reason=task.invalid_reason, seconds=task.validate_seconds)
 
     def _judge(self, image: _Image, task: Task, covering: list[str]) -> None:
-        if self.prefilter:
+        if image.prefilter:
             targeted = self._run_with_bug(image, task, covering)
             caught = any(_failing(status_of(targeted).get(test)) for test in covering)
             reason = _unusable(targeted) or (None if caught else "no test catches the bug (an equivalent mutant)")
