@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from forager.store import BaselineTest, Image, Store
+from forager.store import BaselineTest, CallMap, Image, Store, Task
 
 
 def _round_trip(store: Store) -> None:
@@ -24,6 +24,23 @@ def _round_trip(store: Store) -> None:
     assert set(stored) == {"t.py::test_a [x y]", "t.py::test_b"}
     assert stored["t.py::test_b"].flaky and stored["t.py::test_b"].statuses == ["failed", "passed"]
     assert any(i.id == image.id and r.id == repo.id for i, r in store.images())
+
+    # tasks: upsert by instance id (a second validation replaces the verdict), JSON lists kept in order
+    instance = f"demo__mutate-{uuid.uuid4().hex[:12]}"
+    first = store.save_task(Task(instance_id=instance, kind="mutate-fix", repo_id=repo.id, image_id=image.id,
+                                 fail_to_pass=["t.py::test_b", "t.py::test_a [x y]"], valid=False, invalid_reason="x"))
+    second = store.save_task(Task(instance_id=instance, kind="mutate-fix", repo_id=repo.id, image_id=image.id,
+                                  fail_to_pass=["t.py::test_b", "t.py::test_a [x y]"], pass_to_pass=["t.py::c"],
+                                  valid=True, family="operators"))
+    assert second.id == first.id and second.created_at == first.created_at
+    [(task, task_repo)] = store.tasks(instance_ids=[instance])
+    assert task.valid and task.invalid_reason is None and task_repo.id == repo.id
+    assert task.fail_to_pass == ["t.py::test_b", "t.py::test_a [x y]"] and task.pass_to_pass == ["t.py::c"]
+    assert [t.instance_id for t, _r in store.tasks(kind="mutate-fix", valid=True, instance_ids=[instance])] == [instance]
+    assert store.tasks(kind="issue-fix", instance_ids=[instance]) == []
+    store.save_call_map(CallMap(image_id=image.id, calls={"t.py::test_a": [["pkg/m.py", "f"]]}))
+    store.save_call_map(CallMap(image_id=image.id, calls={"t.py::test_b": [["pkg/m.py", "g"]]}))  # replaces
+    assert store.call_map(image.id).calls == {"t.py::test_b": [["pkg/m.py", "g"]]}
 
 
 def test_sqlite_store_uses_wal(tmp_path):
