@@ -8,13 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from forager import __version__, cli_tasks
@@ -28,6 +21,7 @@ from forager.cli_common import (
     out,
     read_refs,
     settings_for,
+    stage_progress,
     store_for,
 )
 from forager.models import RepoRef
@@ -59,10 +53,7 @@ def build_images(
     _store, _engine, builder = builder_for(settings)
 
     results: list[BuildResult] = []
-    progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-        TimeElapsedColumn(), console=err, transient=False,
-    )
+    progress = stage_progress()
     with progress:
         overall = progress.add_task("[bold]images", total=len(refs), stage="")
         with ThreadPoolExecutor(max_workers=settings.jobs) as pool:

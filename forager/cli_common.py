@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from forager.build.engine import Engine, EngineUnavailable
 from forager.config import Settings
@@ -73,6 +74,12 @@ def read_refs(repos: list[str], repos_file: Path | None) -> list[RepoRef]:
         # why: the same repository named twice (./x and x) would build one image twice at once
         refs.setdefault((normalise_url(ref.url), ref.ref), ref)
     return list(refs.values())
+
+
+def stage_progress() -> Progress:
+    """Progress on stderr: one row per job with its current stage (clone, build, tests...) and elapsed time."""
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                    TimeElapsedColumn(), console=err)
 
 
 def builder_for(settings: Settings):

@@ -9,13 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from forager.cli_common import (
@@ -27,6 +20,7 @@ from forager.cli_common import (
     out,
     read_refs,
     settings_for,
+    stage_progress,
     store_for,
 )
 from forager.models import ForagerError
@@ -37,11 +31,6 @@ app = typer.Typer(help="Make verifiable tasks in images: mutate-fix (synthetic b
 
 KindOption = Annotated[str | None, typer.Option("--kind", help="mutate-fix or issue-fix")]
 RepoFilter = Annotated[str | None, typer.Option("--repo", help="only tasks of this repository (name or URL)")]
-
-
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                    TimeElapsedColumn(), console=err)
 
 
 def _workers(db, jobs):
@@ -66,7 +55,7 @@ def synthesize(
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="valid tasks wanted per repository")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="same seed, same candidates in the same order")] = 0,
     families: Annotated[str | None, typer.Option("--families", help=f"comma-separated subset of {','.join(FAMILIES)}")] = None,
-    max_candidates: Annotated[int | None, typer.Option("--max-candidates", min=1, help="candidates validated at most (default 4 x count)")] = None,
+    max_candidates: Annotated[int | None, typer.Option("--max-candidates", min=1, help="candidates validated at most (default: 4 x count, at least count + 10)")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="candidates validated at once")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
@@ -82,7 +71,7 @@ def synthesize(
     settings, store, engine, builder = _workers(db, jobs)
     synthesizer = MutateFixSynthesizer(settings, store, engine, builder)
     reports, failed = [], False
-    with _progress() as progress:
+    with stage_progress() as progress:
         for ref in refs:
             task = progress.add_task(ref.name, total=None, stage="queued")
             try:
@@ -118,7 +107,7 @@ def synthesize(
 def _run_verdicts(title: str, jobs_list, runner, jobs: int, as_json: bool) -> None:
     """Run (label, callable) jobs in parallel with progress, print verdicts, exit 1 when any is invalid."""
     verdicts = []
-    with _progress() as progress:
+    with stage_progress() as progress:
         overall = progress.add_task(f"[bold]{title}", total=len(jobs_list), stage="")
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             futures = {}
@@ -136,7 +125,7 @@ def _run_verdicts(title: str, jobs_list, runner, jobs: int, as_json: bool) -> No
     _print_verdicts(title, verdicts, as_json)
 
 
-def _print_verdicts(title: str, verdicts, as_json: bool) -> None:
+def _print_verdicts(title: str, verdicts, as_json: bool, *, invalid_fails: bool = True) -> None:
     verdicts = sorted(verdicts, key=lambda v: v.instance_id)
     if as_json:
         print(json.dumps([v.model_dump(mode="json") for v in verdicts], indent=2))
@@ -149,7 +138,7 @@ def _print_verdicts(title: str, verdicts, as_json: bool) -> None:
                           str(v.fail_to_pass), str(v.pass_to_pass), f"{v.seconds:.0f}", v.reason or "")
         out.print(table)
         out.print(f"{sum(v.valid for v in verdicts)}/{len(verdicts)} valid")
-    if any(not v.valid for v in verdicts):
+    if invalid_fails and any(not v.valid for v in verdicts):
         raise typer.Exit(1)
 
 
@@ -163,7 +152,7 @@ def import_(
     as_json: JsonOption = False,
 ) -> None:
     """Import instances, build or reuse each repo's image at base_commit, and validate with the gold patch."""
-    from forager.tasks.issues import TaskValidator, TaskVerdict
+    from forager.tasks.issues import TaskValidator
     from forager.tasks.records import read_records
 
     try:
@@ -201,7 +190,6 @@ def import_(
             err.print(f"{len(bad)} entr{'y' if len(bad) == 1 else 'ies'} of {file} could not be read (see above)")
     if bad:
         raise typer.Exit(1)
-    del TaskVerdict
 
 
 @app.command()
@@ -220,7 +208,7 @@ def mine(
     settings, store, engine, builder = _workers(db, jobs)
     validator = TaskValidator(settings, store, engine, builder)
     verdicts, reports = [], []
-    with _progress() as progress:
+    with stage_progress() as progress:
         for ref in refs:
             row = progress.add_task(ref.name, total=None, stage="queued")
             try:
@@ -239,10 +227,8 @@ def mine(
         return
     for r in reports:
         err.print(f"{r.repo}: {r.commits_scanned} commit(s) with a parent scanned, {r.fix_candidates} change source and tests")
-    try:
-        _print_verdicts("tasks mine", verdicts, False)
-    except typer.Exit:
-        pass  # why: most fix-shaped commits are not verifiable fixes; an invalid one is a finding, not an error
+    # why: most fix-shaped commits are not verifiable fixes; an invalid one is a finding, not an error
+    _print_verdicts("tasks mine", verdicts, False, invalid_fails=False)
 
 
 @app.command("list")
@@ -322,20 +308,19 @@ def oracle(
     if not rows:
         raise die("no valid tasks match; make some with `forager tasks synthesize` / `import` / `mine`")
 
-    def grade_one(task, on_stage):
+    def grade_one(task):
         image = store.image(task.image_id)
         if image is None or not engine.image_exists(image.tag):
             return {"instance_id": task.instance_id, "resolved": False, "error": "its image is gone; rebuild it"}
-        on_stage("grading")
         result = evaluate(engine, image.tag, EnvSpec(**image.spec), task, task.gold_patch,
                           repo_path=settings.repo_path, timeout=candidate_timeout(image, settings))
         return {"instance_id": task.instance_id, "kind": task.kind, **result.model_dump(exclude={"statuses"})}
 
     results = []
-    with _progress() as progress:
+    with stage_progress() as progress:
         overall = progress.add_task("[bold]oracle", total=len(rows), stage="")
         with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
-            futures = [pool.submit(grade_one, t, lambda _s: None) for t, _r in rows]
+            futures = [pool.submit(grade_one, t) for t, _r in rows]
             for future in as_completed(futures):
                 results.append(future.result())
                 progress.advance(overall)

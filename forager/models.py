@@ -139,6 +139,10 @@ class TestStatus(StrEnum):
     skipped = "skipped"
 
 
+# A test a run did not report: its module failed to import, it was deleted, or the run stopped early.
+MISSING = "missing"
+
+
 class TestOutcome(BaseModel):
     """One test's result in one run, with a pytest node id."""
 
@@ -163,6 +167,10 @@ class SuiteRun(BaseModel):
 
     def count(self, status: TestStatus) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
+
+    def statuses(self) -> dict[str, str]:
+        """test id -> status; a test it did not report is absent (MISSING to callers that ask for it)."""
+        return {o.test_id: str(o.status) for o in self.outcomes}
 
 
 class FailureCategory(StrEnum):

@@ -75,18 +75,28 @@ class Store:
     def save_image(self, image: Image) -> Image:
         """Insert or update; a row for the same (repo, spec hash) is updated, never duplicated."""
         image.updated_at = utcnow()
+
+        def same_spec() -> Image | None:
+            return self.find_image(image.repo_id, image.spec_hash) if image.spec_hash is not None else None
+
+        if image.id is None:
+            earlier = same_spec()
+            image.id = earlier.id if earlier else None
+        return self._save(image, same_spec)
+
+    def _save(self, row, find_same):
+        """Insert or update `row`. When another worker inserted the same key between our look-up and
+        commit, `find_same` finds its row and ours updates it (once)."""
         for attempt in range(2):
-            if image.id is None and image.spec_hash is not None:
-                existing = self.find_image(image.repo_id, image.spec_hash)
-                image.id = existing.id if existing else None
             with self.session() as s:
-                merged = s.merge(image)
+                merged = s.merge(row)
                 try:
                     s.commit()
-                except IntegrityError:  # another worker saved the same spec between our look-up and commit
+                except IntegrityError:
                     if attempt:
                         raise
-                    image.id = None
+                    earlier = find_same()
+                    row.id = earlier.id if earlier else None
                     continue
                 s.refresh(merged)
                 return merged
@@ -158,22 +168,11 @@ class Store:
     def save_task(self, task: Task) -> Task:
         """Insert or update by instance_id: validating an instance again replaces its earlier verdict."""
         task.updated_at = utcnow()
-        for attempt in range(2):
-            existing = self.task(task.instance_id)
-            task.id = existing.id if existing else None
-            if existing:
-                task.created_at = existing.created_at
-            with self.session() as s:
-                merged = s.merge(task)
-                try:
-                    s.commit()
-                except IntegrityError:  # another worker saved the same instance between look-up and commit
-                    if attempt:
-                        raise
-                    continue
-                s.refresh(merged)
-                return merged
-        raise AssertionError("unreachable")
+        existing = self.task(task.instance_id)
+        task.id = existing.id if existing else None
+        if existing:
+            task.created_at = existing.created_at
+        return self._save(task, lambda: self.task(task.instance_id))
 
     def task(self, instance_id: str) -> Task | None:
         with self.session() as s:

@@ -11,12 +11,12 @@ import shlex
 from pydantic import BaseModel, Field
 
 from forager.build.engine import Engine
-from forager.models import EnvSpec, SuiteRun, TestStatus
+from forager.models import MISSING, EnvSpec, SuiteRun, TestStatus
 from forager.store import Task
 from forager.tasks.patches import changed_files, test_files
+from forager.testing.runner import run_suite
 
 PATCH_DIR = "/tmp/forager-in"
-MISSING = "missing"  # a test the run did not report (its module failed to import, or it was deleted)
 
 
 class Grade(BaseModel):
@@ -52,15 +52,11 @@ def setup_script(patch_names: list[str], test_patch_name: str | None, restore: l
     return " &&\n".join(lines)
 
 
-def status_of(run: SuiteRun) -> dict[str, str]:
-    return {outcome.test_id: str(outcome.status) for outcome in run.outcomes}
-
-
 def grade(run: SuiteRun, fail_to_pass: list[str], pass_to_pass: list[str]) -> Grade:
     """Resolved when the patches applied, the run finished and every F2P and P2P test passed (pure)."""
     if run.setup_error is not None:
         return Grade(applied=False, error=f"patch does not apply: {_last_line(run.setup_error)}", seconds=run.seconds)
-    seen = status_of(run)
+    seen = run.statuses()
     statuses = {test: seen.get(test, MISSING) for test in [*fail_to_pass, *pass_to_pass]}
     f2p = sum(statuses[t] == TestStatus.passed for t in fail_to_pass)
     p2p = sum(statuses[t] == TestStatus.passed for t in pass_to_pass)
@@ -89,15 +85,10 @@ def run_state(
     patches: list[str],
     test_patch: str = "",
     restore: list[str] | None = None,
-    run_files: list[str] | None = None,
-    test_ids: list[str] | None = None,
+    tests: list[str] | None = None,
     plugins: dict[str, str] | None = None,
 ) -> SuiteRun:
-    """Run the suite (or `run_files` / `test_ids`) after applying `patches` in order, then `test_patch`."""
-    from forager.testing.runner import (
-        run_suite,  # why: keeps this module importable without the runner's deps
-    )
-
+    """Run the suite (or `tests`: node ids or files) after applying `patches` in order, then `test_patch`."""
     files: dict[str, bytes] = {}
     names: list[str] = []
     for index, patch in enumerate(patches):
@@ -110,9 +101,8 @@ def run_state(
         test_name = "tests.patch"
         files[f"{PATCH_DIR}/{test_name}"] = _with_newline(test_patch).encode()
     restore_paths = list(dict.fromkeys([*(restore or []), *changed_files(test_patch)]))
-    selected = test_ids if test_ids is not None else run_files
     return run_suite(
-        engine, image, spec, repo_path=repo_path, timeout=timeout, test_ids=selected or None,
+        engine, image, spec, repo_path=repo_path, timeout=timeout, test_ids=tests or None,
         setup=setup_script(names, test_name, restore_paths), files=files, plugins=plugins,
     )
 
@@ -125,9 +115,9 @@ def evaluate(
     engine: Engine, image: str, spec: EnvSpec, task: Task, patch: str, *, repo_path: str, timeout: int
 ) -> Grade:
     """Grade `patch` (relative to the task's start state) on the task: the reward of an episode, or the oracle."""
-    graded = [*task.fail_to_pass, *task.pass_to_pass]
+    files = test_files([*task.fail_to_pass, *task.pass_to_pass])
     run = run_state(
         engine, image, spec, repo_path=repo_path, timeout=timeout, patches=[task.bug_patch, patch],
-        test_patch=task.test_patch, restore=test_files(graded), run_files=test_files(graded),
+        test_patch=task.test_patch, restore=files, tests=files,
     )
     return grade(run, task.fail_to_pass, task.pass_to_pass)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -56,12 +57,14 @@ class MineReport(BaseModel):
     seconds: float = 0.0
 
 
+def _is_test_module(path: str) -> bool:
+    """A file pytest can take as an argument and collect tests from (conftest.py is a test path, not a module of tests)."""
+    return path.endswith(".py") and is_test_path(path) and Path(path).name != "conftest.py"
+
+
 def _runnable_test_files(test_patch: str) -> list[str]:
-    """Test modules a test patch adds or changes (pytest takes them as arguments; conftest.py is not one)."""
-    return [
-        path for path in changed_files(test_patch)
-        if path.endswith(".py") and is_test_path(path) and Path(path).name != "conftest.py"
-    ]
+    """Test modules a test patch adds or changes."""
+    return [path for path in changed_files(test_patch) if _is_test_module(path)]
 
 
 class TaskValidator:
@@ -102,10 +105,9 @@ class TaskValidator:
             source=source, valid=False, invalid_reason=reason, forager_version=__version__,
         ))
 
-    def _validate(self, ref: RepoRef, task: Task, started: float, on_stage: StageCallback,
-                  run_files: list[str] | None = None) -> TaskVerdict:
+    def _validate(self, ref: RepoRef, task: Task, started: float, on_stage: StageCallback) -> TaskVerdict:
         try:
-            self._judge(ref, task, on_stage, run_files)
+            self._judge(ref, task, on_stage)
         except ForagerError as exc:
             task.valid, task.invalid_reason = False, exc.message
         except Exception as exc:  # noqa: BLE001 - one instance's surprise must not stop the others
@@ -118,7 +120,7 @@ class TaskValidator:
             image_id=saved.image_id, seconds=task.validate_seconds,
         )
 
-    def _judge(self, ref: RepoRef, task: Task, on_stage: StageCallback, run_files: list[str] | None) -> None:
+    def _judge(self, ref: RepoRef, task: Task, on_stage: StageCallback) -> None:
         on_stage("image")
         built = self.builder.build(ref, on_stage)
         if built.status != "ready" or built.image_id is None:
@@ -128,7 +130,8 @@ class TaskValidator:
         task.image_id = image.id
         spec = EnvSpec(**image.spec)
         given = bool(task.fail_to_pass)
-        files = run_files or test_files([*task.fail_to_pass, *task.pass_to_pass]) or _runnable_test_files(task.test_patch)
+        # the given tests' files; for a mined task (no lists yet) the test modules its test patch touches
+        files = test_files([*task.fail_to_pass, *task.pass_to_pass]) or _runnable_test_files(task.test_patch)
         if not files:
             task.valid, task.invalid_reason = False, "no tests to run: FAIL_TO_PASS is empty and the test patch adds no test module"
             return
@@ -138,7 +141,7 @@ class TaskValidator:
             on_stage(f"tests {label}")
             runs.append(run_state(
                 self.engine, image.tag, spec, repo_path=self.settings.repo_path, timeout=timeout, patches=patches,
-                test_patch=task.test_patch, restore=files, run_files=files,
+                test_patch=task.test_patch, restore=files, tests=files,
             ))
         flaky = {t.test_id for t in self.store.baseline(image.id) if t.flaky}
         verdict = judge_pair(
@@ -154,8 +157,6 @@ class TaskValidator:
         on_stage: StageCallback = lambda _s: None,
     ) -> MineReport:
         """Fix commits of the history (they change source and tests) made into issue-fix tasks at their parents."""
-        from concurrent.futures import ThreadPoolExecutor
-
         started = time.monotonic()
         on_stage("clone")
         snapshot = repos.fetch(ref, self.settings.cache_dir)
@@ -177,7 +178,7 @@ class TaskValidator:
                 forager_version=__version__,
             )
             parent_ref = RepoRef(url=snapshot.url, ref=commit.parent)
-            return self._validate(parent_ref, task, time.monotonic(), on_stage, _runnable_test_files(tests))
+            return self._validate(parent_ref, task, time.monotonic(), on_stage)
 
         with ThreadPoolExecutor(max_workers=jobs) as workers:
             report.tasks = list(workers.map(one, candidates))
@@ -187,9 +188,7 @@ class TaskValidator:
 
 def _is_fix_candidate(files: list[str]) -> bool:
     """Changes Python source and a test module: the shape of a fix that comes with its regression test."""
-    python = [f for f in files if f.endswith(".py")]
-    tests = [f for f in python if is_test_path(f) and Path(f).name != "conftest.py"]
-    source = [f for f in python if not is_test_path(f) and Path(f).name not in ("setup.py", "conftest.py")]
-    return bool(tests) and bool(source)
+    source = [f for f in files if f.endswith(".py") and not is_test_path(f) and Path(f).name != "setup.py"]
+    return any(_is_test_module(f) for f in files) and bool(source)
 
 

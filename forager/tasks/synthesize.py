@@ -24,6 +24,7 @@ from forager.build.engine import Engine
 from forager.build.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import (
+    MISSING,
     EnvSpec,
     FailureCategory,
     ForagerError,
@@ -39,7 +40,7 @@ from forager.tasks.callmap import (
     parse_call_map,
     tests_by_function,
 )
-from forager.tasks.evaluate import run_state, status_of
+from forager.tasks.evaluate import run_state
 from forager.tasks.mutations import (
     FAMILIES,
     MODULE_SYMBOL,
@@ -101,7 +102,7 @@ def mutation_instance_id(repo_name: str, mutation: Mutation) -> str:
 
 
 # A targeted pre-run costs a container start; it pays only when a whole-suite run is much longer
-# (bench/tasks.py: on suites of 0.5-3 s, whole-suite-only validation was 0.55-0.97x the time per task).
+# (bench/tasks.py: on suites of 0.5-3 s, whole-suite-only validation took 0.48-0.93x the time per task).
 PREFILTER_MIN_SUITE_SECONDS = 5.0
 
 
@@ -144,7 +145,7 @@ class MutateFixSynthesizer:
         report.functions_called = len(callers)
 
         on_stage("mutations")
-        candidates, covering = self._candidates(repo_row.mirror_path, image.row.commit, callers, families)
+        candidates = self._candidates(repo_row.mirror_path, image.row.commit, callers, families)
         report.candidates = len(candidates)
         pool = sample_mutations(candidates, max_candidates or max(4 * count, count + 10), seed, families)
         if not pool:
@@ -163,7 +164,7 @@ class MutateFixSynthesizer:
                 batch = pool[start : start + min(self.settings.jobs, count - len(kept))]
                 on_stage(f"validate {report.tried + 1}-{report.tried + len(batch)} ({len(kept)}/{count} valid)")
                 jobs = [
-                    workers.submit(self._validate, image, repo_row.id, repo_row.name, m, covering[id(m)], seed)
+                    workers.submit(self._validate, image, repo_row.id, repo_row.name, m, _covering(callers, m), seed)
                     for m in batch
                 ]
                 for verdict in (job.result() for job in jobs):  # in pool order: the same seed keeps the same tasks
@@ -198,7 +199,7 @@ class MutateFixSynthesizer:
     def _call_map(self, image: _Image) -> dict[str, list[tuple[str, str]]]:
         cached = self.store.call_map(image.row.id)
         if cached is not None:
-            return {test: [tuple(pair) for pair in pairs] for test, pairs in cached.calls.items()}
+            return cached.calls
         started = time.monotonic()
         run = run_state(
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path,
@@ -216,22 +217,17 @@ class MutateFixSynthesizer:
 
     def _candidates(
         self, mirror: str, commit: str, callers: dict[tuple[str, str], list[str]], families: tuple[str, ...]
-    ) -> tuple[list[Mutation], dict[int, list[str]]]:
-        """Mutations of called functions, each with the tests that call the function it changes."""
-        by_file: dict[str, dict[str, list[str]]] = {}
-        for (path, qualname), tests in callers.items():
-            by_file.setdefault(path, {})[qualname] = tests
-        sources = repos.read_files_at(Path(mirror), commit, sorted(by_file))
-        candidates: list[Mutation] = []
-        covering: dict[int, list[str]] = {}
-        for path, source in sources.items():
-            functions = by_file[path]
-            # an import removal breaks whatever the module's functions do: every caller of the file covers it
-            file_tests = list(dict.fromkeys(t for tests in functions.values() for t in tests))
-            for mutation in enumerate_mutations(path, source, symbols={*functions, MODULE_SYMBOL}, families=families):
-                candidates.append(mutation)
-                covering[id(mutation)] = functions.get(mutation.symbol, file_tests)
-        return candidates, covering
+    ) -> list[Mutation]:
+        """Mutations of the called functions (and import removals) of every file the tests reach."""
+        symbols: dict[str, set[str]] = {}
+        for path, qualname in callers:
+            symbols.setdefault(path, {MODULE_SYMBOL}).add(qualname)
+        sources = repos.read_files_at(Path(mirror), commit, sorted(symbols))
+        return [
+            mutation
+            for path, source in sources.items()
+            for mutation in enumerate_mutations(path, source, symbols=symbols[path], families=families)
+        ]
 
     def _validate(
         self, image: _Image, repo_id: int, repo_name: str, mutation: Mutation, covering: list[str], seed: int
@@ -264,7 +260,7 @@ class MutateFixSynthesizer:
     def _judge(self, image: _Image, task: Task, covering: list[str]) -> None:
         if image.prefilter:
             targeted = self._run_with_bug(image, task, covering)
-            caught = any(_failing(status_of(targeted).get(test)) for test in covering)
+            caught = any(_failing(targeted.statuses().get(test)) for test in covering)
             reason = _unusable(targeted) or (None if caught else "no test catches the bug (an equivalent mutant)")
             if reason:
                 task.valid, task.invalid_reason = False, reason
@@ -274,12 +270,12 @@ class MutateFixSynthesizer:
         if reason:
             task.valid, task.invalid_reason = False, reason
             return
-        statuses = status_of(full)
+        statuses = full.statuses()
         fail_to_pass = [t for t in image.eligible if _failing(statuses.get(t))]
         pass_to_pass = [t for t in image.eligible if statuses.get(t) == TestStatus.passed]
         task.fail_to_pass, task.pass_to_pass = fail_to_pass, pass_to_pass
         task.validation = {
-            "fail_to_pass_statuses": {t: statuses.get(t, "missing") for t in fail_to_pass},
+            "fail_to_pass_statuses": {t: statuses.get(t, MISSING) for t in fail_to_pass},
             "became_skipped": [t for t in image.eligible if statuses.get(t) == TestStatus.skipped],
             "suite_seconds": round(full.seconds, 2),
         }
@@ -287,18 +283,24 @@ class MutateFixSynthesizer:
             task.valid, task.invalid_reason = False, "no test catches the bug (an equivalent mutant)"
             return
         messages = {o.test_id: o.message for o in full.outcomes}
-        failures = [(t, messages.get(t) or "(the test was not reported: its module failed to import)") for t in fail_to_pass]
+        failures = [(t, messages[t] if t in messages else "(not reported: its module failed to import)") for t in fail_to_pass]
         task.problem_statement = mutate_fix_statement(failures, total=len(fail_to_pass))
         task.valid, task.invalid_reason = True, None
 
     def _run_with_bug(self, image: _Image, task: Task, tests: list[str] | None) -> SuiteRun:
-        ids = files = None
-        if tests is not None:
-            ids, files = (tests, None) if len(tests) <= MAX_SELECTED_IDS else (None, test_files(tests))
+        if tests is not None and len(tests) > MAX_SELECTED_IDS:
+            tests = test_files(tests)
         return run_state(
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path, timeout=image.timeout,
-            patches=[task.bug_patch], run_files=files, test_ids=ids,
+            patches=[task.bug_patch], tests=tests,
         )
+
+
+def _covering(callers: dict[tuple[str, str], list[str]], mutation: Mutation) -> list[str]:
+    """The tests that call the mutated function; for an import removal, every test that calls into the file."""
+    if mutation.symbol != MODULE_SYMBOL:
+        return callers[(mutation.path, mutation.symbol)]
+    return list(dict.fromkeys(t for (path, _name), tests in callers.items() if path == mutation.path for t in tests))
 
 
 def _unusable(run: SuiteRun) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from forager.models import SuiteRun, TestStatus
+from forager.models import MISSING, SuiteRun, TestStatus
 
 PASSED = TestStatus.passed.value
 SHOWN = 3  # test ids named in a reason; the rest are counted
@@ -16,10 +16,6 @@ class PairVerdict(BaseModel):
     fail_to_pass: list[str] = Field(default_factory=list)
     pass_to_pass: list[str] = Field(default_factory=list)
     validation: dict = Field(default_factory=dict)
-
-
-def _statuses(run: SuiteRun) -> dict[str, str]:
-    return {o.test_id: str(o.status) for o in run.outcomes}
 
 
 def _named(tests: list[str]) -> str:
@@ -43,15 +39,15 @@ def judge_pair(
             return PairVerdict(valid=False, reason=f"{what} does not apply ({last})")
         if run.timed_out:
             return PairVerdict(valid=False, reason=f"tests time out {label}")
-    old, new = _statuses(before), _statuses(after)
+    old, new = before.statuses(), after.statuses()
     given = fail_to_pass is not None
     if fail_to_pass is None:
         fail_to_pass = [t for t, s in new.items() if s == PASSED and old.get(t) != PASSED and t not in excluded]
     if pass_to_pass is None:
         pass_to_pass = [t for t, s in new.items() if s == PASSED and old.get(t) == PASSED and t not in excluded]
     validation = {
-        "before": {t: old.get(t, "missing") for t in fail_to_pass},
-        "after": {t: new.get(t, "missing") for t in fail_to_pass},
+        "before": {t: old.get(t, MISSING) for t in fail_to_pass},
+        "after": {t: new.get(t, MISSING) for t in fail_to_pass},
         "before_seconds": round(before.seconds, 2),
         "after_seconds": round(after.seconds, 2),
     }
@@ -65,7 +61,7 @@ def judge_pair(
         return verdict
     not_fixed = [t for t in fail_to_pass if new.get(t) != PASSED]
     if not_fixed:
-        shown = [f"{t} ({new.get(t, 'missing')})" for t in not_fixed]
+        shown = [f"{t} ({new.get(t, MISSING)})" for t in not_fixed]
         verdict.reason = f"FAIL_TO_PASS tests do not pass with the fix: {_named(shown)}"
         return verdict
     broken = [t for t in pass_to_pass if new.get(t) != PASSED or old.get(t) != PASSED]

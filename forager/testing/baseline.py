@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from forager.models import FailureCategory, SuiteRun, TestStatus
+from forager.models import MISSING, FailureCategory, SuiteRun, TestStatus
 from forager.store.tables import BaselineTest
-
-MISSING = "missing"  # a test seen in one run and absent from another
 
 
 def merge_runs(runs: list[SuiteRun]) -> list[BaselineTest]:
     """One row per test id seen in any run; flaky when its status differs between runs."""
-    per_run = [{o.test_id: o.status for o in run.outcomes} for run in runs]
+    per_run = [run.statuses() for run in runs]
     ids: dict[str, None] = {}
     for statuses in per_run:
         ids.update(dict.fromkeys(statuses))
     merged = []
     for test_id in ids:
-        statuses = [str(run.get(test_id, MISSING)) for run in per_run]
+        statuses = [run.get(test_id, MISSING) for run in per_run]
         first = next(s for s in statuses if s != MISSING)
         merged.append(BaselineTest(image_id=0, test_id=test_id, status=first, flaky=len(set(statuses)) > 1, statuses=statuses))
     return merged

@@ -25,7 +25,8 @@ LOG_TAIL_BYTES = 200_000
 
 
 def suite_script(
-    spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str] | None = None, setup: str = ""
+    spec: EnvSpec, repo_path: str, timeout: int, test_ids: list[str] | None = None, setup: str = "",
+    plugins: list[str] | tuple[str, ...] = (),
 ) -> str:
     """Shell that runs pytest with JUnit XML and leaves log, exit code and XML in OUT_DIR.
 
@@ -36,6 +37,7 @@ def suite_script(
     argv = [
         *spec.test_command,
         "-p", "forager_nodeids",
+        *(arg for module in plugins for arg in ("-p", module)),
         "-p", "no:cacheprovider",  # why: .pytest_cache would show up in git status
         # why: one module that fails to import must not hide every other test from the baseline
         "--continue-on-collection-errors",
@@ -73,10 +75,9 @@ def run_suite(
     files = dict(files or {})
     for module, source in (plugins or {}).items():
         files[f"{PLUGIN_DIR}/{module}.py"] = source.encode()
-    spec = spec.model_copy(update={"test_command": [*spec.test_command, *_plugin_args(plugins)]}) if plugins else spec
     result = engine.run(
         image,
-        ["sh", "-c", suite_script(spec, repo_path, timeout, test_ids, setup)],
+        ["sh", "-c", suite_script(spec, repo_path, timeout, test_ids, setup, list(plugins or {}))],
         files=files,
         timeout=timeout + 3 * KILL_GRACE,
         # FORAGER_RUN_INDEX lets a suite (or a test fixture) know which validation run it is in.
@@ -106,7 +107,3 @@ def run_suite(
         exit_code=exit_code, timed_out=timed_out, seconds=time.monotonic() - started, outcomes=outcomes,
         log_tail=tail(log), files=kept,
     )
-
-
-def _plugin_args(plugins: dict[str, str] | None) -> list[str]:
-    return [arg for module in (plugins or {}) for arg in ("-p", module)]
