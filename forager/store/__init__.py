@@ -11,9 +11,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from forager.store.tables import BaselineTest, CallMap, Image, Repo, Task, utcnow
+from forager.store.episodes import EpisodeStore
+from forager.store.tables import BaselineTest, CallMap, Episode, Image, Repo, Run, Step, Task, utcnow
 
-__all__ = ["Store", "Repo", "Image", "BaselineTest", "CallMap", "Task"]
+__all__ = ["Store", "Repo", "Image", "BaselineTest", "CallMap", "Task", "Run", "Episode", "Step"]
 
 
 def _engine_for(url: str) -> Engine:
@@ -35,7 +36,7 @@ def _engine_for(url: str) -> Engine:
     return engine
 
 
-class Store:
+class Store(EpisodeStore):
     """Everything forager persists goes through here; each method is one short transaction."""
 
     def __init__(self, url: str):

@@ -126,3 +126,100 @@ class Task(SQLModel, table=True):
     forager_version: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One collection run: its whole configuration, so every step can be traced to how it was made."""
+
+    __tablename__ = "runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True)
+    policy: str  # llm | oracle
+    model: str | None = None
+    model_revision: str | None = None
+    llm_url: str | None = None
+    tool_format: str = "cwm"
+    sampling: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    config: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    versions: dict = Field(default_factory=dict, sa_column=Column(JSON))  # forager, vllm, python
+    chat_template_sha256: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Episode(SQLModel, table=True):
+    """One attempt of one task by a run's policy; its steps are the trajectory."""
+
+    __tablename__ = "episodes"
+    __table_args__ = (UniqueConstraint("run_id", "task_id", "attempt", name="uq_episode_run_task_attempt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    task_id: int = Field(foreign_key="tasks.id", index=True)
+    attempt: int = 0
+    status: str = Field(default="pending", index=True)  # pending | running | finished
+    worker: str | None = None  # host:pid of the process that holds it
+    lease_expires_at: datetime | None = None
+    restarts: int = 0  # times it was taken up again after its worker died
+    exit_reason: str | None = Field(default=None, index=True)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    reward: float | None = None
+    resolved: bool | None = Field(default=None, index=True)
+    patch: str | None = Field(default=None, sa_column=Column(Text))
+    grade: dict = Field(default_factory=dict, sa_column=Column(JSON))  # per-test statuses and counts
+    messages: list = Field(default_factory=list, sa_column=Column(JSON))  # system + user messages it started with
+    tools: list = Field(default_factory=list, sa_column=Column(JSON))  # tool schemas shown to the model
+    turns: int = 0
+    prompt_tokens: int = 0  # of the last model call: the context used
+    completion_tokens: int = 0  # summed over calls
+    cached_tokens: int = 0  # summed over calls
+    llm_seconds: float = 0.0
+    env_seconds: float = 0.0
+    start_seconds: float = 0.0  # waiting for the sandbox (0 when the warm pool had it ready)
+    grade_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    container: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Step(SQLModel, table=True):
+    """One turn: the model's reply, the tool call parsed from it, and what the environment answered."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("episode_id", "index", name="uq_step_episode_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    episode_id: int = Field(foreign_key="episodes.id", index=True)
+    index: int
+    # the model's side
+    model_text: str = Field(default="", sa_column=Column(Text))  # raw completion text
+    assistant_message: dict = Field(default_factory=dict, sa_column=Column(JSON))  # as appended to the history
+    tool: str | None = None
+    arguments: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    format_error: str | None = Field(default=None, sa_column=Column(Text))
+    prompt_token_ids: list = Field(default_factory=list, sa_column=Column(JSON))
+    completion_token_ids: list = Field(default_factory=list, sa_column=Column(JSON))
+    logprobs: list = Field(default_factory=list, sa_column=Column(JSON))
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None
+    llm_seconds: float = 0.0
+    # prompt ids extend the previous call's prompt + completion (None on the first call or without ids)
+    prefix_ok: bool | None = None
+    prefix_divergence: int | None = None  # first token index where they differ
+    # the environment's side
+    observation_message: dict = Field(default_factory=dict, sa_column=Column(JSON))  # as appended to the history
+    observation: str = Field(default="", sa_column=Column(Text))  # the text shown to the model
+    raw_output: str = Field(default="", sa_column=Column(Text))  # up to the stored cap
+    output_bytes: int = 0
+    truncated: bool = False
+    exit_code: int | None = None
+    timed_out: bool = False
+    tool_error: bool = False
+    env_seconds: float = 0.0
+    reward: float = 0.0
+    done: bool = False
+    created_at: datetime = Field(default_factory=utcnow)

@@ -271,3 +271,48 @@ def _decode(raw: bytes) -> str:
 def _strip_prefix(name: str, prefix: str) -> str:
     """Drop git's a/ or b/ prefix; /dev/null and plain paths stay as they are."""
     return name.removeprefix(prefix)
+
+
+@dataclass
+class FileChange:
+    """One file's change as whole texts: what each hunk's old lines become (for tools that edit by search/replace)."""
+
+    path: str
+    created: bool = False
+    deleted: bool = False
+    hunks: list[tuple[str, str]] = field(default_factory=list)  # (old text, new text), lines joined with "\n"
+    plain: bool = True  # False: a rename, mode change, binary or missing final newline (only `git apply` will do)
+
+
+def file_changes(diff: str) -> list[FileChange]:
+    """Per file of a diff: its hunks as (old, new) texts, and whether the file is created or deleted."""
+    changes = []
+    for section in _sections(diff)[1]:
+        change = FileChange(path=section.path or "", created=section.old == _DEV_NULL, deleted=section.deleted
+                            or section.new == _DEV_NULL)
+        change.plain = bool(section.path) and section.renamed_to is None and (section.old in (None, _DEV_NULL)
+                                                                              or section.old == section.path)
+        old: list[str] | None = None
+        new: list[str] = []
+        for line in section.lines:
+            body = line.rstrip("\n")
+            if _HUNK_RE.match(body):
+                if old is not None:
+                    change.hunks.append(("\n".join(old), "\n".join(new)))
+                old, new = [], []
+            elif old is None:
+                if body.startswith(("GIT binary patch", "Binary files", "old mode", "new mode")):
+                    change.plain = False
+            elif body.startswith("\\"):  # "\ No newline at end of file"
+                change.plain = False
+            elif body[:1] in (" ", ""):
+                old.append(body[1:])
+                new.append(body[1:])
+            elif body[:1] == "-":
+                old.append(body[1:])
+            elif body[:1] == "+":
+                new.append(body[1:])
+        if old is not None:
+            change.hunks.append(("\n".join(old), "\n".join(new)))
+        changes.append(change)
+    return changes

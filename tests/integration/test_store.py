@@ -62,3 +62,70 @@ def test_postgresql_store():
 def test_bad_url_is_one_clear_line():
     with pytest.raises(ValueError, match="cannot open store 'nosuchdb://x'"):
         Store("nosuchdb://x")
+
+
+def _episodes_round_trip(store: Store) -> None:
+    """Claims hand each episode out once; a dead worker's episode is restarted from scratch; nothing duplicates."""
+    import socket
+    import subprocess
+    from datetime import timedelta
+
+    from forager.store import Run, Step
+    from forager.store.tables import utcnow
+
+    repo = store.upsert_repo(f"/src/{uuid.uuid4().hex}", "demo")
+    tasks = [store.save_task(Task(instance_id=f"demo__t-{uuid.uuid4().hex[:8]}", kind="mutate-fix", repo_id=repo.id,
+                                  valid=True)) for _ in range(2)]
+    run, created = store.get_or_create_run(Run(name=f"run-{uuid.uuid4().hex[:8]}", policy="oracle"))
+    again, created_again = store.get_or_create_run(Run(name=run.name, policy="oracle"))
+    assert created and not created_again and again.id == run.id
+    task_ids = [t.id for t in tasks]
+    assert store.plan_episodes(run.id, task_ids, attempts=2) == 4
+    assert store.plan_episodes(run.id, task_ids, attempts=2) == 0  # planning again adds nothing
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs: its worker is dead
+    dead_worker = f"{socket.gethostname()}:{gone.pid}"
+    first = store.claim_episode(run.id, task_ids, worker=dead_worker)
+    store.record_step(Step(episode_id=first.id, index=0, model_text="a", prompt_token_ids=[1, 2]), turns=1)
+    store.record_step(Step(episode_id=first.id, index=1, model_text="b"), turns=2)
+    assert [s.index for s in store.steps(first.id)] == [0, 1]
+
+    live = [store.claim_episode(run.id, task_ids) for _ in range(4)]
+    claimed = [e.id for e in live if e is not None]
+    assert first.id in claimed and len(claimed) == 4 == len(set(claimed))  # the dead worker's episode came back once
+    assert store.claim_episode(run.id, task_ids) is None  # all held by this (live) process
+    restarted = store.episode(first.id)
+    assert restarted.restarts == 1 and restarted.turns == 0 and store.steps(first.id) == []
+
+    # a worker elsewhere whose lease ran out loses its episode too
+    other = next(e for e in live if e.id != first.id)
+    store.update_episode(other.id, worker="elsewhere:1")
+    with store.session() as s:
+        row = s.get(type(other), other.id)
+        row.lease_expires_at = utcnow() - timedelta(seconds=1)
+        s.add(row)
+        s.commit()
+    assert store.claim_episode(run.id, task_ids).id == other.id
+
+    store.record_step(Step(episode_id=first.id, index=0, model_text="x", prefix_ok=False), turns=1)
+    finished = store.finish_episode(first.id, last_step_reward=1.0, exit_reason="submitted", resolved=True, reward=1.0)
+    assert finished.status == "finished" and finished.lease_expires_at is None
+    [last] = store.steps(first.id)
+    assert last.done and last.reward == 1.0
+    assert store.prefix_breaks(run.id) == 1
+    counts = {row["status"]: row["episodes"] for row in store.episode_counts() if row["run_id"] == run.id}
+    assert counts == {"finished": 1, "running": 3}
+
+
+def test_episodes_on_sqlite(tmp_path):
+    _episodes_round_trip(Store(f"sqlite:///{tmp_path / 'e.db'}"))
+
+
+def test_episodes_on_postgresql():
+    url = os.environ.get("FORAGER_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("FORAGER_TEST_POSTGRES is not set in CI; `make test` sets it and starts PostgreSQL")
+        pytest.skip(reason="FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
+    _episodes_round_trip(Store(url))

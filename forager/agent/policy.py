@@ -1,0 +1,114 @@
+"""Policies: who decides the next tool call. An LLM behind an OpenAI-compatible server, or the scripted oracle.
+
+A policy sees the message history and answers with a Decision; it hears what its call did through
+`observe`. The loop does not care which kind it talks to, so the oracle exercises exactly the code
+path a model does (tools, store, reward), and validates a task and its environment end to end.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from forager.agent.formats import CwmFormat, ToolFormat, render_cwm
+from forager.llm.client import ChatClient, Completion, Sampling
+from forager.sandbox.models import ToolCall, ToolResult
+from forager.tasks.patches import file_changes
+
+ORACLE_PATCH = "/tmp/forager-oracle.patch"
+
+
+class Decision(BaseModel):
+    """A policy's reply: its raw text, the message it adds to the history, the call (or why there is none)."""
+
+    text: str
+    assistant_message: dict
+    call: ToolCall | None = None
+    format_error: str | None = None
+    tool_calls: list[dict] | None = None
+    completion: Completion | None = None  # what the model call returned (None for scripted policies)
+
+
+class Policy(Protocol):
+    format: ToolFormat
+
+    def decide(self, messages: list[dict], max_tokens: int) -> Decision: ...
+    def observe(self, call: ToolCall, result: ToolResult) -> None: ...
+
+
+class LLMPolicy:
+    """A model on an OpenAI-compatible server; the reply's tool call is read by the tool format."""
+
+    def __init__(self, client: ChatClient, tool_format: ToolFormat, sampling: Sampling, tools: list[dict] | None):
+        self.client = client
+        self.format = tool_format
+        self.sampling = sampling
+        self.tools = tools
+
+    def decide(self, messages: list[dict], max_tokens: int) -> Decision:
+        sampling = self.sampling.model_copy(update={"max_tokens": max(1, min(self.sampling.max_tokens, max_tokens))})
+        completion = self.client.chat(messages, sampling, self.tools)
+        parsed = self.format.parse(completion.text, completion.tool_calls)
+        return Decision(
+            text=completion.text, assistant_message=self.format.assistant_message(completion.text, completion.tool_calls),
+            call=parsed.call, format_error=parsed.error, tool_calls=completion.tool_calls, completion=completion,
+        )
+
+    def observe(self, call: ToolCall, result: ToolResult) -> None:
+        pass
+
+
+def oracle_plan(gold_patch: str) -> list[ToolCall] | None:
+    """The gold patch as tool calls: an edit per hunk, a create per new file, `rm` per deleted file.
+
+    None when the patch needs more than text edits (renames, binary files, mode changes, a missing
+    final newline): then only `git apply` reproduces it exactly.
+    """
+    calls: list[ToolCall] = []
+    for change in file_changes(gold_patch):
+        if not change.plain:
+            return None
+        if change.created:
+            content = "\n".join(new for _old, new in change.hunks)
+            calls.append(ToolCall(name="create", arguments={"path": change.path, "content": content + "\n"}))
+        elif change.deleted:
+            calls.append(ToolCall(name="bash", arguments={"command": f"rm -- {shlex.quote(change.path)}"}))
+        else:
+            for old, new in change.hunks:
+                if not old.strip():  # nothing to anchor a search on
+                    return None
+                calls.append(ToolCall(name="edit", arguments={"path": change.path, "search": old, "replace": new}))
+    return calls or None
+
+
+def apply_plan(gold_patch: str) -> list[ToolCall]:
+    """The fallback: undo any partial edits, write the patch with `create`, apply it with git."""
+    return [
+        ToolCall(name="bash", arguments={"command": "git checkout -q -- . && git clean -fdq"}),
+        ToolCall(name="create", arguments={"path": ORACLE_PATCH, "content": gold_patch if gold_patch.endswith("\n") else gold_patch + "\n"}),
+        ToolCall(name="bash", arguments={"command": f"git apply --whitespace=nowarn {ORACLE_PATCH} && rm {ORACLE_PATCH}"}),
+    ]
+
+
+class OraclePolicy:
+    """Solves a task with its gold patch through the agent's own tools, then submits the repository's diff."""
+
+    def __init__(self, gold_patch: str):
+        self.format = CwmFormat()
+        self.gold_patch = gold_patch
+        self.plan = oracle_plan(gold_patch) or apply_plan(gold_patch)
+        self.plan.append(ToolCall(name="submit", arguments={"path": ""}))
+        self.fell_back = False
+
+    def decide(self, messages: list[dict], max_tokens: int) -> Decision:
+        call = self.plan.pop(0) if self.plan else ToolCall(name="submit", arguments={"path": ""})
+        text = render_cwm(call)
+        return Decision(text=text, assistant_message=self.format.assistant_message(text, None), call=call)
+
+    def observe(self, call: ToolCall, result: ToolResult) -> None:
+        if result.error and call.name in ("edit", "create") and not self.fell_back:
+            # why: a hunk whose text is not unique in the file (or already changed) cannot be an edit
+            self.fell_back = True
+            self.plan = [*apply_plan(self.gold_patch), ToolCall(name="submit", arguments={"path": ""})]

@@ -1,0 +1,156 @@
+"""`forager collect`: parsing and output only; the work is in forager/collect.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from forager.cli_common import DbOption, JsonOption, builder_for, die, err, out, read_refs, settings_for, stage_progress
+from forager.models import FailureCategory, ForagerError
+
+
+def collect(
+    repo: Annotated[list[str], typer.Option("--repo", help="git URL or local path, optionally @commit; repeatable")] = [],  # noqa: B006
+    tasks: Annotated[int, typer.Option("--tasks", "-n", min=1, help="tasks per repository (mutate-fix tasks are made if there are fewer)")] = 5,
+    episodes_per_task: Annotated[int, typer.Option("--episodes-per-task", "-k", min=1, help="attempts per task")] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="episodes at once")] = 2,
+    policy: Annotated[str, typer.Option("--policy", help="llm (a model on --llm) or oracle (the gold patch through the same tools)")] = "llm",
+    llm: Annotated[str | None, typer.Option("--llm", envvar="FORAGER_LLM_URL", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")] = None,
+    model: Annotated[str | None, typer.Option("--model", envvar="FORAGER_MODEL", help="model name the server serves")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="FORAGER_LLM_API_KEY", help="bearer token for the server (not stored)")] = None,
+    tool_format: Annotated[str, typer.Option("--format", help="tool-call format: cwm (text, parsed by forager) or openai (native tool_calls)")] = "cwm",
+    kind: Annotated[str | None, typer.Option("--kind", help="only tasks of this kind: mutate-fix or issue-fix")] = None,
+    max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="model calls per episode")] = 128,
+    max_context: Annotated[int, typer.Option("--max-context", min=256, help="context tokens per episode")] = 131_072,
+    time_limit: Annotated[float, typer.Option("--time-limit", min=1, help="wall-clock seconds per episode")] = 2400,
+    command_timeout: Annotated[int, typer.Option("--command-timeout", min=1, help="seconds per bash command")] = 120,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="most tokens per reply")] = 4096,
+    temperature: Annotated[float, typer.Option("--temperature", min=0)] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p", min=0, max=1)] = 1.0,
+    seed: Annotated[int | None, typer.Option("--seed", help="sampling seed sent with every call")] = None,
+    regex: Annotated[str | None, typer.Option("--regex", help="constrain replies to this regex (vLLM structured outputs)")] = None,
+    reasoning: Annotated[bool, typer.Option("--reasoning", help="CWM's reasoning preamble in the system prompt")] = False,
+    fail_reward: Annotated[float, typer.Option("--fail-reward", help="reward of an unresolved episode: -1 (CWM) or 0")] = -1.0,
+    memory: Annotated[str, typer.Option("--memory", help="memory limit per sandbox (docker syntax)")] = "4g",
+    cpus: Annotated[float, typer.Option("--cpus", min=0.1, help="CPU cores per sandbox")] = 2.0,
+    warm: Annotated[int | None, typer.Option("--warm", min=0, help="sandboxes started ahead (default: --concurrency; 0: none)")] = None,
+    run_name: Annotated[str | None, typer.Option("--run", help="run name (default: derived from the configuration, so a rerun resumes)")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run an agent on tasks in sandboxes and store every step; run it again to resume."""
+    from forager.agent.loop import EpisodeLimits
+    from forager.collect import CollectConfig, Collector
+    from forager.llm.client import Sampling
+    from forager.sandbox.models import SandboxLimits
+    from forager.tasks.synthesize import MutateFixSynthesizer
+
+    if policy not in ("llm", "oracle"):
+        raise die(f"--policy {policy!r}: choose llm or oracle")
+    if tool_format not in ("cwm", "openai"):
+        raise die(f"--format {tool_format!r}: choose cwm or openai")
+    if kind not in (None, "mutate-fix", "issue-fix"):
+        raise die(f"--kind {kind!r}: choose mutate-fix or issue-fix")
+    if policy == "llm" and not (llm and model):
+        raise die("--policy llm needs --llm URL and --model NAME (e.g. a vLLM server: --llm http://127.0.0.1:8000/v1); "
+                  "or run the scripted --policy oracle")
+    refs = read_refs(repo, None)
+    try:
+        config = CollectConfig(
+            policy=policy, llm_url=llm, model=model, api_key=api_key, tool_format=tool_format, reasoning=reasoning,
+            sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+                              extra_body={"structured_outputs": {"regex": regex}} if regex else {}),
+            limits=EpisodeLimits(max_turns=max_turns, max_context_tokens=max_context, time_limit=time_limit),
+            sandbox=SandboxLimits(memory=memory, cpus=cpus, command_timeout=command_timeout),
+            episodes_per_task=episodes_per_task, concurrency=concurrency, warm=warm, fail_reward=fail_reward,
+        )
+    except ValueError as exc:
+        raise die(f"bad option: {str(exc).splitlines()[0]}") from None
+    settings = settings_for(db=db)
+    store, engine, builder = builder_for(settings)  # also sweeps containers of collectors that were killed
+
+    chosen, failed = [], False
+    with stage_progress() as progress:
+        for ref in refs:
+            row = progress.add_task(ref.name, total=None, stage="image")
+            try:
+                chosen += _tasks_for(ref, tasks, kind, settings, store, engine, builder, MutateFixSynthesizer,
+                                     lambda s, row=row: progress.update(row, stage=s))
+                progress.update(row, total=1, completed=1, stage="[green]tasks ready")
+            except ForagerError as exc:
+                failed = True
+                progress.update(row, total=1, completed=1, stage=f"[red]{exc.category}")
+                err.print(f"[red]failed:[/red] {exc.message}", highlight=False, soft_wrap=True)
+    if not chosen:
+        raise die("no tasks to run (see the errors above)", code=1)
+
+    try:
+        collector = Collector(settings, store, engine, config)
+    except ValueError as exc:
+        raise die(str(exc)) from None
+    run = collector.open_run(chosen, run_name)
+    pending = [e for e in store.episodes(run.id) if e.status != "finished"]
+    err.print(f"run [bold]{run.name}[/bold] (id {run.id}): {len(pending)} of {len(store.episodes(run.id))} episodes to run",
+              highlight=False)
+    with stage_progress() as progress:
+        overall = progress.add_task("[bold]episodes", total=len(pending), stage="")
+        rows: dict[int, int] = {}
+
+        def on_event(episode_id: int, text: str) -> None:
+            if episode_id == 0:
+                progress.update(overall, stage=text)
+                return
+            if episode_id not in rows:
+                rows[episode_id] = progress.add_task(f"episode {episode_id}", total=None, stage="")
+            progress.update(rows[episode_id], stage=text)
+            if text.startswith("done"):
+                progress.update(rows[episode_id], total=1, completed=1, visible=False)
+                progress.advance(overall)
+
+        collector.on_event = on_event
+        try:
+            summary = collector.collect(run, chosen)
+        except KeyboardInterrupt:
+            collector.stop.set()
+            raise die("interrupted: finished episodes are stored; run the same command again to resume", code=130) from None
+        finally:
+            collector.close()
+    if as_json:
+        print(json.dumps(summary.model_dump(mode="json"), indent=2))
+    else:
+        print_summary(summary)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _tasks_for(ref, count, kind, settings, store, engine, builder, synthesizer_cls, on_stage):
+    """The first `count` valid tasks of a repository; mutate-fix tasks are synthesized when there are too few."""
+    built = builder.build(ref, on_stage)
+    if built.status != "ready":
+        raise ForagerError(FailureCategory(built.category or "build"), f"{ref}: no ready image: {built.message}")
+    rows = store.tasks(repo_name=built.repo, kind=kind, valid=True)
+    if len(rows) < count and kind in (None, "mutate-fix"):
+        on_stage("synthesize tasks")
+        synthesizer_cls(settings, store, engine, builder).synthesize(ref, count=count, seed=0, on_stage=on_stage)
+        rows = store.tasks(repo_name=built.repo, kind=kind, valid=True)
+    if not rows:
+        raise ForagerError(FailureCategory.no_tests, f"{ref}: no valid tasks{f' of kind {kind}' if kind else ''}")
+    return [task for task, _repo in rows[:count]]
+
+
+def print_summary(summary) -> None:
+    table = Table(title=f"collect: run {summary.run}")
+    for column in ("episodes", "finished", "resolved", "exit reasons", "steps (mean)", "completion tokens",
+                   "cached tokens", "LLM s", "env s", "start s", "grade s", "wall s", "prefix breaks"):
+        table.add_column(column, overflow="fold")
+    table.add_row(
+        str(summary.episodes), str(summary.finished), f"{summary.resolved} ({summary.resolved_rate:.0%})",
+        " ".join(f"{k}:{v}" for k, v in sorted(summary.exit_reasons.items())),
+        f"{summary.steps} ({summary.mean_steps})", str(summary.completion_tokens), str(summary.cached_tokens),
+        f"{summary.llm_seconds:.1f}", f"{summary.env_seconds:.1f}", f"{summary.start_seconds:.1f}",
+        f"{summary.grade_seconds:.1f}", f"{summary.wall_seconds:.1f}", str(summary.prefix_breaks),
+    )
+    out.print(table)

@@ -1,0 +1,1 @@
+"""The model side: an OpenAI-compatible client (vLLM first) that captures what each call really was."""

@@ -1,0 +1,186 @@
+"""An OpenAI-compatible chat client (httpx + tenacity) that keeps the exact tokens of every call.
+
+vLLM returns the prompt and completion token ids when asked (`return_token_ids`), so the stored
+trajectory is what was sampled, not a re-tokenisation of its text. A server that is down or
+restarting pauses the caller (retries with backoff, up to `max_wait` seconds); it does not fail
+the episode. Errors that a retry cannot fix (a request the server rejects) raise at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+from pydantic import BaseModel, Field
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+_CONTEXT_WORDS = ("maximum context length", "context length", "max_model_len", "too long", "max_tokens")
+
+
+class LLMError(RuntimeError):
+    """The server rejected the request or stayed unreachable; the episode ends with exit reason llm_error."""
+
+
+class ContextExceeded(LLMError):
+    """The prompt no longer fits the model's context."""
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Sampling(BaseModel):
+    """Sampling settings sent with every call (recorded with the run)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = Field(default=4096, ge=1, description="most tokens per reply")
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    extra_body: dict = Field(default_factory=dict, description="extra request fields, e.g. structured_outputs")
+
+
+class Completion(BaseModel):
+    """One call's reply and what it cost."""
+
+    text: str
+    tool_calls: list[dict] | None = None
+    finish_reason: str | None = None
+    prompt_token_ids: list[int] = Field(default_factory=list)
+    completion_token_ids: list[int] = Field(default_factory=list)
+    logprobs: list[float] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None
+    seconds: float = 0.0
+
+
+def parse_completion(body: dict, seconds: float) -> Completion:
+    """Read a chat-completion response (pure); token ids and logprobs where the server gave them."""
+    choice = (body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    usage = body.get("usage") or {}
+    details = usage.get("prompt_tokens_details") or {}
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return Completion(
+        text=message.get("content") or "",
+        tool_calls=message.get("tool_calls") or None,
+        finish_reason=choice.get("finish_reason"),
+        prompt_token_ids=body.get("prompt_token_ids") or choice.get("prompt_token_ids") or [],
+        completion_token_ids=choice.get("token_ids") or [],
+        logprobs=[entry.get("logprob", 0.0) for entry in content],
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+        cached_tokens=details.get("cached_tokens"),
+        seconds=seconds,
+    )
+
+
+def prefix_check(previous_prompt: list[int], previous_completion: list[int], prompt: list[int]) -> tuple[bool, int | None]:
+    """Does `prompt` start with the previous call's prompt + completion? (ok, first differing index)
+
+    With an append-only history this holds unless the chat template re-tokenises the model's earlier
+    reply differently from how it was sampled: the place where it breaks is what a trainer must know.
+    """
+    expected = previous_prompt + previous_completion
+    for index, (want, got) in enumerate(zip(expected, prompt, strict=False)):
+        if want != got:
+            return False, index
+    if len(prompt) < len(expected):
+        return False, len(prompt)
+    return True, None
+
+
+def is_context_error(status: int, text: str) -> bool:
+    return status == 400 and any(word in text.lower() for word in _CONTEXT_WORDS)
+
+
+class ChatClient:
+    """POST /chat/completions on one server; `on_wait` hears about pauses (server down, retrying)."""
+
+    def __init__(
+        self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 600.0,
+        max_wait: float = 600.0, on_wait: Callable[[str], None] | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_wait = max_wait
+        self.on_wait = on_wait or (lambda _message: None)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=10.0), headers=headers)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request_body(self, messages: list[dict], sampling: Sampling, tools: list[dict] | None) -> dict:
+        body = {
+            "model": self.model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens, "logprobs": True, "top_logprobs": 0, "return_token_ids": True,
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.stop:
+            body["stop"] = sampling.stop
+        if tools:
+            body["tools"], body["tool_choice"] = tools, "auto"
+        body.update(sampling.extra_body)
+        return body
+
+    def chat(self, messages: list[dict], sampling: Sampling, tools: list[dict] | None = None) -> Completion:
+        body = self.request_body(messages, sampling, tools)
+
+        def attempt() -> Completion:
+            started = time.monotonic()
+            try:
+                response = self.http.post("/chat/completions", json=body)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                raise _Retryable(f"{exc.__class__.__name__}: {exc}") from exc
+            if response.status_code >= 500 or response.status_code == 429:
+                raise _Retryable(f"HTTP {response.status_code}")
+            if response.status_code >= 400:
+                text = response.text[:500]
+                if is_context_error(response.status_code, text):
+                    raise ContextExceeded(f"context exceeded: {text}")
+                raise LLMError(f"{self.base_url} answered HTTP {response.status_code}: {text}")
+            try:
+                payload = response.json()
+            except ValueError as exc:
+                raise LLMError(f"{self.base_url} answered with something that is not JSON") from exc
+            return parse_completion(payload, time.monotonic() - started)
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            self.on_wait(f"LLM server {self.base_url} unavailable ({getattr(error, 'message', error)}); retrying")
+
+        retrying = Retrying(
+            retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
+            wait=wait_exponential(multiplier=0.5, max=15), stop=stop_after_delay(self.max_wait),
+            before_sleep=before_sleep, reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise LLMError(f"LLM server {self.base_url} unavailable for {self.max_wait:.0f} s: {exc.message}") from None
+
+    def model_info(self) -> dict:
+        """The served model's entry from /models (its id, max_model_len, root), or {} when unknown."""
+        try:
+            response = self.http.get("/models")
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return {}
+        for entry in response.json().get("data") or []:
+            if entry.get("id") == self.model:
+                return entry
+        return {}
+
+    def server_version(self) -> str | None:
+        root = self.base_url.removesuffix("/v1")
+        try:
+            response = self.http.get(f"{root}/version")
+            return response.json().get("version") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
