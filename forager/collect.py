@@ -30,7 +30,8 @@ from forager.build.engine import Engine
 from forager.config import Settings
 from forager.llm.client import ChatClient, Sampling
 from forager.models import EnvSpec
-from forager.sandbox.container import Sandbox, SandboxError
+from forager.sandbox.container import Sandbox
+from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import SandboxLimits
 from forager.store import Episode, Image, Run, Step, Store, Task
 from forager.tasks.evaluate import evaluate
@@ -245,7 +246,7 @@ class Collector:
                              None, started, start_seconds=time.monotonic() - started)
                 return
             start_seconds = time.monotonic() - started
-            self.store.update_episode(episode.id, container=sandbox.name, messages=messages, tools=tools,
+            self.store.update_episode(episode.id, container=sandbox.container.name if sandbox.container else None, messages=messages, tools=tools,
                                       start_seconds=round(start_seconds, 3))
 
             def record(step: StepRecord) -> None:
@@ -254,7 +255,7 @@ class Collector:
 
             try:
                 outcome = run_episode(policy, sandbox, messages, self.config.limits, record,
-                                      broken=(SandboxError,), should_stop=self.stop.is_set)
+                                      should_stop=self.stop.is_set)
             except InterruptedError:
                 return  # left `running`: the next collect restarts it cleanly
         finally:

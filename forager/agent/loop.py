@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from forager.agent.formats import format_error_message, observation_text
 from forager.agent.policy import Decision, Policy
 from forager.llm.client import ContextExceeded, LLMError, prefix_check
+from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import ToolCall, ToolResult
 
 # A reply needs room; below this many tokens left the context is as good as exceeded.
@@ -70,10 +71,6 @@ class Sandbox(Protocol):
     def execute(self, call: ToolCall) -> ToolResult: ...
 
 
-class SandboxBroken(Exception):
-    """Raised by a sandbox whose environment is gone; the loop ends with env_error."""
-
-
 def run_episode(
     policy: Policy,
     sandbox: Sandbox,
@@ -81,7 +78,6 @@ def run_episode(
     limits: EpisodeLimits,
     record: Callable[[StepRecord], None],
     *,
-    broken: tuple[type[BaseException], ...] = (SandboxBroken,),
     should_stop: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.monotonic,
 ) -> EpisodeOutcome:
@@ -135,7 +131,7 @@ def run_episode(
             format_errors = 0
             try:
                 result = sandbox.execute(call)
-            except broken as exc:
+            except SandboxError as exc:  # the environment itself is gone
                 step.observation = f"environment error: {exc}"
                 record(step)
                 return end(ExitReason.env_error, str(exc))

@@ -1,0 +1,324 @@
+"""One episode's container and the agent's tools in it: bash, edit, create, submit (CWM semantics).
+
+    with Sandbox(engine, task_image, limits=SandboxLimits(), labels={"forager.episode": "7"}) as box:
+        box.start(task.bug_patch)
+        result = box.execute(ToolCall(name="bash", arguments={"command": "pytest -x -q"}))
+
+Tool failures the agent caused (no match, bad path, nothing to submit) come back as ToolResults with
+error=True; a broken environment (container gone, docker failing) raises SandboxError.
+"""
+
+from __future__ import annotations
+
+import functools
+import posixpath
+import tarfile
+import time
+from collections.abc import Callable
+
+from docker.errors import DockerException, NotFound
+from docker.utils import decode_json_header
+from requests.exceptions import RequestException
+
+from forager.build.engine import LABEL, OWNER_LABELS, Engine, retry_transient
+from forager.sandbox.errors import SandboxError
+from forager.sandbox.files import kind_of, looks_like_diff, tar_one, untar_one
+from forager.sandbox.models import SandboxLimits, ToolCall, ToolResult
+from forager.sandbox.output import EditError, apply_edit, line_of, numbered_snippet, shown
+from forager.sandbox.shell import Shell
+
+# PYTHONUNBUFFERED: a Python program killed at the timeout would otherwise lose its block-buffered output
+SHELL_ENV = {"LANG": "C.UTF-8", "PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+START_PATCH_PATH = "/tmp/forager-start.patch"
+MAX_FILE_BYTES = 10 * 1024 * 1024  # edit reads the whole file into memory
+MAX_PATCH_BYTES = 20 * 1024 * 1024
+REQUIRED = {"bash": ("command",), "edit": ("path", "search", "replace"), "create": ("path", "content"), "submit": ()}
+TOOLS_LINE = "the tools are: bash {command}, edit {path, search, replace}, create {path, content}, submit {path?}"
+
+# Applies the task's bug patch and makes the result the repository's only commit, with HEAD's message,
+# authors and dates: the original code stays in no commit, ref, reflog or object (ancestors would show
+# it through `git log -p` or `git show HEAD~1:file`, so they go too). Also keeps caches out of diffs.
+PREPARE_SCRIPT = r"""
+set -eu
+cd -- "$1"
+mkdir -p .git/info
+printf '__pycache__/\n*.pyc\n.pytest_cache/\n' >> .git/info/exclude
+[ -n "$2" ] || exit 0
+git update-index -q --refresh || true  # files copied into an image have new stat data
+if ! git apply --index --whitespace=nowarn -- "$2" 2>&1; then exit 3; fi
+rm -f -- "$2"
+show() { git show -s --date=raw --format="$1" HEAD; }
+export GIT_AUTHOR_NAME="$(show %an)" GIT_AUTHOR_EMAIL="$(show %ae)" GIT_AUTHOR_DATE="$(show %ad)"
+export GIT_COMMITTER_NAME="$(show %cn)" GIT_COMMITTER_EMAIL="$(show %ce)" GIT_COMMITTER_DATE="$(show %cd)"
+commit=$(git cat-file commit HEAD | sed '1,/^$/d' | git commit-tree "$(git write-tree)")
+branch=$(git symbolic-ref -q HEAD || echo HEAD)
+git update-ref HEAD "$commit"
+git for-each-ref --format='delete %(refname)' | grep -vxF "delete $branch" | git update-ref --stdin
+rm -f .git/ORIG_HEAD .git/FETCH_HEAD .git/shallow
+git reflog expire --expire=now --all
+git gc --prune=now --quiet
+"""
+# The repository's changes against HEAD, new untracked (not ignored) files included, computed in a
+# throw-away index so the agent's own staging area is left as it was.
+SUBMIT_SCRIPT = r"""
+set -eu
+cd -- "$1"
+index=$(mktemp)
+trap 'rm -f "$index"' EXIT
+cp .git/index "$index"
+export GIT_INDEX_FILE="$index"
+git add -A
+git diff --cached --binary HEAD | head -c "$2"
+"""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0][:300]}" if text else exc.__class__.__name__
+
+
+@functools.cache
+def _daemon_cpus(engine: Engine) -> int:
+    return int(engine.client.info().get("NCPU") or 1)
+
+
+def _with_notes(body: str, notes: list[str]) -> str:
+    separator = "\n" if body and not body.endswith("\n") else ""
+    return body + separator + "\n".join(notes)
+
+
+def _error(message: str) -> ToolResult:
+    return ToolResult(output=message, raw_output=message, error=True)
+
+
+class Sandbox:
+    """An episode's container from a task image, its persistent shell and the agent's tools."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        image: str,
+        *,
+        repo_path: str = "/testbed",
+        limits: SandboxLimits | None = None,
+        labels: dict[str, str] | None = None,
+    ):
+        self.engine, self.image, self.repo_path = engine, image, repo_path
+        self.limits = limits or SandboxLimits()
+        self.labels = {LABEL: "1", **OWNER_LABELS, "forager.role": "episode", **(labels or {})}
+        self.container = None
+        self.shell: Shell | None = None
+        self.start_seconds = 0.0
+        self._tools: dict[str, Callable[[dict[str, str], float | None], ToolResult]] = {
+            "bash": self._bash, "edit": self._edit, "create": self._create_file, "submit": self._submit,
+        }
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, start_patch: str = "") -> None:
+        """Create and start the container, apply and hide the start patch, open the shell."""
+        started = time.monotonic()
+        try:
+            self.container = self._create_container()
+            self.container.start()
+            self._prepare(start_patch)
+            self.shell = Shell(
+                self.engine.client.api, self.container.id, cwd=self.repo_path, environment=SHELL_ENV,
+                keep_bytes=self.limits.stored_bytes,
+            )
+            self.shell.start()
+        except (DockerException, RequestException, OSError, SandboxError) as exc:
+            self.close()
+            if isinstance(exc, SandboxError):
+                raise
+            raise SandboxError(f"could not start a sandbox from {self.image}: {_one_line(exc)}") from exc
+        self.start_seconds = time.monotonic() - started
+
+    @retry_transient
+    def _create_container(self):
+        limits = self.limits
+        return self.engine.client.containers.create(
+            self.image,
+            # the container's only job is to live until the deadline, so it stops (and, auto-removed,
+            # disappears) by itself even if the collector is SIGKILLed; docker-init reaps zombies
+            entrypoint=["sleep", str(limits.deadline)],
+            init=True,
+            auto_remove=True,
+            detach=True,
+            labels=self.labels,
+            network_mode=None if limits.network else "none",
+            mem_limit=limits.memory,
+            memswap_limit=limits.memory,
+            nano_cpus=int(min(limits.cpus, _daemon_cpus(self.engine)) * 1e9),
+            pids_limit=limits.pids,
+            working_dir=self.repo_path,
+        )
+
+    def _prepare(self, start_patch: str) -> None:
+        if start_patch:
+            self._put(START_PATCH_PATH, start_patch.encode(), mode=0o600)
+        code, output = self.container.exec_run(
+            ["bash", "-c", PREPARE_SCRIPT, "prepare", self.repo_path, START_PATCH_PATH if start_patch else ""],
+            environment=SHELL_ENV, workdir="/",
+        )
+        if code != 0:
+            text = output.decode(errors="replace").strip().splitlines()
+            reason = "the start patch does not apply" if code == 3 else f"preparing {self.repo_path} failed"
+            raise SandboxError(f"{reason}: {text[0] if text else f'exit code {code}'}")
+
+    def close(self) -> None:
+        """Remove the container (idempotent; never raises: a leftover is swept by its labels later)."""
+        if self.shell is not None:
+            try:
+                self.shell.close()
+            except OSError:
+                pass
+            self.shell = None
+        if self.container is not None:
+            try:
+                self.container.remove(force=True)
+            except (DockerException, RequestException):
+                pass
+            self.container = None
+
+    # ---- tools -----------------------------------------------------------------------------------
+
+    def execute(self, call: ToolCall, *, timeout: float | None = None) -> ToolResult:
+        """Run one tool call; `timeout` overrides limits.command_timeout for bash."""
+        if self.container is None or self.shell is None:
+            raise SandboxError("the sandbox is not started")
+        started = time.monotonic()
+        if call.name not in self._tools:
+            result = _error(f"unknown tool {call.name!r}; {TOOLS_LINE}")
+        elif missing := [name for name in REQUIRED[call.name] if name not in call.arguments]:
+            result = _error(f"{call.name} needs {', '.join(missing)}; {TOOLS_LINE}")
+        else:
+            try:
+                result = self._tools[call.name](call.arguments, timeout)
+            except (DockerException, RequestException, OSError) as exc:
+                raise SandboxError(f"{call.name} failed in the container: {_one_line(exc)}") from exc
+        result.seconds = round(time.monotonic() - started, 4)
+        return result
+
+    def _bash(self, args: dict[str, str], timeout: float | None) -> ToolResult:
+        outcome = self.shell.run(args["command"], timeout or self.limits.command_timeout)
+        text, truncated = outcome.capture.text(self.limits.shown_chars)
+        raw, _ = outcome.capture.text(self.limits.stored_bytes)
+        if outcome.notes:
+            text, raw = _with_notes(text, outcome.notes), _with_notes(raw, outcome.notes)
+        return ToolResult(
+            output=text, raw_output=raw, output_bytes=outcome.capture.total, truncated=truncated,
+            exit_code=outcome.exit_code, timed_out=outcome.timed_out, shell_restarted=outcome.restarted,
+        )
+
+    def _edit(self, args: dict[str, str], _timeout: float | None) -> ToolResult:
+        path = self._path(args["path"])
+        found = self._read_text(path)
+        if isinstance(found, ToolResult):
+            return found
+        text, info = found
+        try:
+            new_text = apply_edit(text, args["search"], args["replace"])
+        except EditError as exc:
+            return _error(f"{path}: {exc}")
+        self._put(path, new_text.encode(), mode=info.mode, uid=info.uid, gid=info.gid)
+        first = line_of(new_text, text.index(args["search"]))
+        snippet = numbered_snippet(new_text, first, span=args["replace"].count("\n") + 1)
+        return self._text_result(f"Edited {path}:\n{snippet}")
+
+    def _create_file(self, args: dict[str, str], _timeout: float | None) -> ToolResult:
+        path = self._path(args["path"])
+        if self._stat(path) is not None:
+            return _error(f"{path} already exists; use edit to change it")
+        parent = posixpath.dirname(path)
+        stat = self._stat(parent)
+        if stat is None or kind_of(stat) != "dir":
+            return _error(f"parent directory {parent} does not exist; create it first (bash: mkdir -p {parent})")
+        content = args["content"]
+        self._put(path, content.encode())
+        return self._text_result(f"Created {path} ({len(content.splitlines())} lines).")
+
+    def _submit(self, args: dict[str, str], _timeout: float | None) -> ToolResult:
+        if args.get("path", "").strip():
+            path = self._path(args["path"].strip())
+            found = self._read_text(path)
+            if isinstance(found, ToolResult):
+                return found
+            patch = found[0]
+            if not patch.strip():
+                return _error(f"{path} is empty: nothing to submit")
+            if not looks_like_diff(patch):
+                return _error(f"{path} is not a diff (no 'diff --git' or '--- ' header); submit with no path "
+                              "to send the repository's changes")
+        else:
+            code, (out, err) = self.container.exec_run(
+                ["bash", "-c", SUBMIT_SCRIPT, "submit", self.repo_path, str(MAX_PATCH_BYTES + 1)],
+                environment=SHELL_ENV, workdir="/", demux=True,  # workdir: the repository may be gone
+            )
+            out, err = out or b"", err or b""
+            if code != 0:
+                reason = (err or out).decode(errors="replace").strip().splitlines()
+                return _error(f"could not diff the repository: {reason[-1] if reason else f'exit code {code}'}")
+            if len(out) > MAX_PATCH_BYTES:
+                return _error(f"the repository's diff is over {MAX_PATCH_BYTES:,} bytes; remove large or generated files")
+            try:
+                patch = out.decode()
+            except UnicodeDecodeError:
+                return _error("the repository's diff is not UTF-8 text (a changed file has another encoding)")
+            if not patch.strip():
+                return _error("nothing to submit: the repository has no changes against HEAD")
+        result = self._text_result(f"Submitted a patch of {len(patch.splitlines())} lines.")
+        result.patch = patch
+        return result
+
+    # ---- files through docker's archive API (not the shell, whose output is capped) --------------
+
+    def _path(self, path: str) -> str:
+        return posixpath.normpath(posixpath.join(self.repo_path, path))
+
+    def _text_result(self, text: str) -> ToolResult:
+        output, truncated = shown(text, self.limits.shown_chars)
+        return ToolResult(output=output, raw_output=text, output_bytes=len(text.encode()), truncated=truncated)
+
+    @retry_transient
+    def _stat(self, path: str) -> dict | None:
+        """Docker's stat of a path in the container, None when it does not exist."""
+        api = self.engine.client.api
+        response = api.head(
+            api._url("/containers/{0}/archive", self.container.id), params={"path": path}, timeout=self.engine.timeout,
+        )
+        if response.status_code == 404:
+            self.container.reload()  # raises NotFound when the container itself is gone
+            return None
+        api._raise_for_status(response)
+        return decode_json_header(response.headers["X-Docker-Container-Path-Stat"])
+
+    def _read_text(self, path: str) -> tuple[str, tarfile.TarInfo] | ToolResult:
+        """(text, tar info) of a UTF-8 file, or an error ToolResult saying why it cannot be read."""
+        stat = self._stat(path)
+        if stat is None:
+            return _error(f"{path}: no such file")
+        if kind_of(stat) != "file":
+            return _error(f"{path} is a {'directory' if kind_of(stat) == 'dir' else 'symbolic link'}, not a file")
+        if stat.get("size", 0) > MAX_FILE_BYTES:
+            return _error(f"{path} is {stat['size']:,} bytes, too large for this tool; use bash")
+        try:
+            chunks, _ = self.container.get_archive(path)
+            data, info = untar_one(b"".join(chunks))
+        except NotFound:
+            return _error(f"{path}: no such file")
+        try:
+            return data.decode(), info
+        except UnicodeDecodeError:
+            return _error(f"{path} is not UTF-8 text; use bash to change it")
+
+    @retry_transient
+    def _put(self, path: str, data: bytes, mode: int = 0o644, uid: int = 0, gid: int = 0) -> None:
+        parent, name = posixpath.split(path)
+        self.container.put_archive(parent, tar_one(name, data, mode=mode, uid=uid, gid=gid))

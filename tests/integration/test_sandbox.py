@@ -1,0 +1,259 @@
+"""The episode sandbox against a real Docker engine: shell, limits, start patch, tools, lifecycle."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+import uuid
+
+import pytest
+from docker.errors import NotFound
+
+from forager.build.engine import LABEL, OWNER_LABELS
+from forager.sandbox.container import Sandbox
+from forager.sandbox.errors import SandboxError
+from forager.sandbox.models import SandboxLimits, ToolCall
+from tests.conftest import git, make_repo
+from tests.integration.conftest import BASE_IMAGE, TEST_IMAGE_PREFIX
+
+ORIGINAL = "return sum(items)  # ORIGINAL_CODE_MARKER"
+BUGGY = "return sum(items) - 1  # BUGGY_CODE_MARKER"
+CORE = f"def total(items):\n    {ORIGINAL}\n\n\ndef mean(items):\n    return total(items) / len(items)\n"
+
+
+@pytest.fixture(scope="module")
+def task(engine, tmp_path_factory):
+    """A tiny repository image (two commits at /testbed) and a bug patch against its HEAD."""
+    context = tmp_path_factory.mktemp("sandbox-image")
+    repo = context / "repo"
+    make_repo(repo, {"calc/__init__.py": "", "calc/core.py": CORE, "README": "calc\n"}, {"calc/extra.py": "X = 1\n"})
+    (repo / "calc/core.py").write_text(CORE.replace(ORIGINAL, BUGGY))
+    patch = git(repo, "diff") + "\n"
+    git(repo, "checkout", "--", "calc/core.py")
+    dates = git(repo, "log", "-1", "--format=%ad|%cd|%s")
+    (context / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE.replace('{python}', '3.11')}\n"
+        "RUN git config --system user.email forager@localhost && git config --system user.name forager\n"
+        "COPY repo /testbed\n"
+    )
+    tag = f"{TEST_IMAGE_PREFIX}/sandbox:{uuid.uuid4().hex[:8]}"
+    engine.build(context, tag, timeout=300)
+    return {"image": tag, "patch": patch, "dates": dates}
+
+
+@pytest.fixture
+def make_box(engine, task):
+    boxes = []
+
+    def make(patch: str = "", **limits) -> Sandbox:
+        box = Sandbox(engine, task["image"], limits=SandboxLimits(**{"command_timeout": 20, **limits}),
+                      labels={"forager.run": "test", "forager.episode": uuid.uuid4().hex[:8]})
+        boxes.append(box)
+        box.start(patch)
+        return box
+
+    yield make
+    for box in boxes:
+        box.close()
+
+
+def bash(box: Sandbox, command: str, timeout: float | None = None):
+    return box.execute(ToolCall(name="bash", arguments={"command": command}), timeout=timeout)
+
+
+def test_start_patch_is_folded_into_head_and_the_original_is_gone(make_box, task, engine):
+    box = make_box(task["patch"])
+    assert box.start_seconds < 10
+    assert bash(box, "git status --porcelain; git diff HEAD").output == ""
+    assert "BUGGY_CODE_MARKER" in bash(box, "cat calc/core.py").output
+    # the original code is in no commit, diff, reflog, dangling object or packed object
+    probe = bash(box, "git log -p --all --reflog | grep -c ORIGINAL_CODE_MARKER; "
+                      "git cat-file --batch-all-objects --batch | grep -ac ORIGINAL_CODE_MARKER; "
+                      "git fsck --lost-found --unreachable 2>&1 | grep -c -e dangling -e unreachable; "
+                      "git show HEAD~1 2>&1 | grep -c 'unknown revision'")
+    assert probe.output.split() == ["0", "0", "0", "1"], probe.output
+    # HEAD keeps its message, authors' and committers' dates
+    assert bash(box, "git log -1 --format='%ad|%cd|%s'").output.strip() == task["dates"]
+    assert "__pycache__/" in bash(box, "cat .git/info/exclude").output
+    assert bash(box, "mkdir -p calc/__pycache__ && touch calc/__pycache__/x.pyc && git status --porcelain").output == ""
+
+
+def test_a_patch_that_does_not_apply_is_a_sandbox_error_and_leaves_no_container(engine, task):
+    episode = uuid.uuid4().hex
+    box = Sandbox(engine, task["image"], labels={"forager.episode": episode})
+    with pytest.raises(SandboxError, match="start patch does not apply"):
+        box.start(task["patch"].replace("ORIGINAL_CODE_MARKER", "NOT_THERE"))
+    assert not engine.client.containers.list(all=True, filters={"label": f"forager.episode={episode}"})
+
+
+def test_the_shell_persists_state_and_reports_exit_codes(make_box):
+    box = make_box()
+    assert bash(box, "cd calc && export GREETING=hi && false").exit_code == 1
+    result = bash(box, "pwd; echo $GREETING")
+    assert (result.output, result.exit_code) == ("/testbed/calc\nhi\n", 0)
+    assert bash(box, "exit_code_of() { return 7; }; exit_code_of").exit_code == 7
+    assert bash(box, "if then").exit_code == 2  # a syntax error is an answer, not a hang
+    heredoc = bash(box, "cat <<'EOF'\n$NOT_EXPANDED 'quotes' \"too\"\nEOF")
+    assert heredoc.output == "$NOT_EXPANDED 'quotes' \"too\"\n"
+    assert bash(box, "cat; read line; echo read=$?").output == "read=1\n"  # stdin is at EOF, not the shell's
+    assert bash(box, "echo to-stderr >&2").output == "to-stderr\n"
+    died = bash(box, "exit 3")
+    assert died.shell_restarted and died.exit_code == 3
+    assert "[the shell exited with code 3; a fresh shell was started in /testbed]" in died.output
+    assert bash(box, "pwd; echo ${GREETING:-unset}").output == "/testbed\nunset\n"
+
+
+def test_a_hanging_command_times_out_keeps_its_output_and_the_shell_restarts(make_box):
+    box = make_box()
+    bash(box, "export LEFT=over; (setsid sleep 1000 &); sleep 999 &")
+    started = time.monotonic()
+    result = bash(box, "echo before-the-hang; python3 -c 'print(\"from python\")'; sleep 60", timeout=2)
+    assert time.monotonic() - started < 10
+    assert result.timed_out and result.shell_restarted and result.exit_code is None
+    assert result.output.startswith("before-the-hang\nfrom python\n")
+    assert result.output.endswith("[command timed out after 2 s; a fresh shell was started in /testbed]")
+    after = bash(box, "echo ${LEFT:-fresh}; cat /proc/[0-9]*/comm | sort | tr '\\n' ' '")
+    assert after.output.startswith("fresh\n")
+    assert "sleep" in after.output and after.output.count("sleep") == 1  # the keep-alive only
+    assert bash(box, "true").exit_code == 0
+
+
+def test_a_100_mb_output_stays_bounded_in_the_collector(make_box):
+    box = make_box(shown_chars=10_000, stored_bytes=200_000)
+    tracemalloc.start()
+    try:
+        result = bash(box, "yes 'line of output' | head -c 100000000; echo; echo THE-END")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, peak
+    assert result.exit_code == 0 and result.truncated
+    assert result.output_bytes == 100_000_000 + len("\nTHE-END\n")
+    assert result.output.startswith("line of output\n") and result.output.endswith("THE-END\n")
+    assert " bytes (" in result.output and " lines) cut ...]" in result.output
+    assert len(result.output) < 10_100 and len(result.raw_output) < 200_100
+
+
+def test_non_utf8_and_nul_bytes_come_back_escaped(make_box):
+    box = make_box()
+    result = bash(box, r"printf 'ok \xff\xfe \x00 end'")
+    assert result.output == "ok \\xff\\xfe \\x00 end"
+
+
+def test_a_fork_bomb_hits_the_pids_limit_and_is_cleared_at_the_timeout(make_box):
+    """The bomb is held at the pids limit and its call ends at the timeout, when the builtin-only kill loop
+    (it needs no free pid) clears the container: later commands work, no SandboxError. (A bomb left running
+    in the background lives on, held at the limit, until some command times out or the episode ends.)"""
+    box = make_box(pids=64)
+    started = time.monotonic()
+    bombed = bash(box, "bomb() { bomb | bomb & }; bomb; sleep 60", timeout=3)
+    assert bombed.timed_out and bombed.shell_restarted
+    result = bash(box, "echo alive; ls /proc | grep -c '^[0-9]'")
+    assert result.output.startswith("alive\n") and int(result.output.split()[1]) < 10, result.output
+    assert time.monotonic() - started < 30
+
+
+def test_a_memory_hog_is_killed_and_the_shell_keeps_working(make_box):
+    box = make_box(memory="256m")
+    result = bash(box, "python3 -c 'x = bytearray(1024 ** 3); print(len(x))'")
+    assert result.exit_code == 137 and "Killed" in result.output
+    assert bash(box, "echo still-here").output == "still-here\n"
+
+
+def test_there_is_no_network(make_box):
+    result = bash(box := make_box(), "python3 -c \"import urllib.request; urllib.request.urlopen('http://1.1.1.1', timeout=5)\"")
+    assert result.exit_code != 0 and "unreachable" in result.output.lower()
+    assert bash(box, "getent hosts pypi.org || echo no-dns").output == "no-dns\n"
+
+
+def test_removing_the_repository_makes_tools_answer_errors(make_box):
+    box = make_box()
+    assert bash(box, "rm -rf /testbed; echo gone").output == "gone\n"
+    assert box.execute(ToolCall(name="edit", arguments={"path": "calc/core.py", "search": "a", "replace": "b"})).error
+    assert box.execute(ToolCall(name="create", arguments={"path": "calc/new.py", "content": "x"})).error
+    submitted = box.execute(ToolCall(name="submit"))
+    assert submitted.error and submitted.patch is None and "/testbed" in submitted.output
+    hang = bash(box, "sleep 30", timeout=1)
+    assert hang.output.endswith("a fresh shell was started in /]")
+    assert bash(box, "pwd").output == "/\n"
+
+
+def test_edit_create_and_submit(make_box):
+    box = make_box()
+    edit = box.execute(ToolCall(name="edit", arguments={
+        "path": "calc/core.py", "search": "return total(items) / len(items)",
+        "replace": "if not items:\n        return 0.0\n    return total(items) / len(items)"}))
+    assert not edit.error, edit.output
+    assert edit.output.splitlines()[0] == "Edited /testbed/calc/core.py:"
+    assert "  6 |     if not items:" in edit.output and "  1 | def total(items):" in edit.output
+    for search, message in [("", "search is empty"), ("nowhere", "not found"), ("items", "found 6 times")]:
+        refused = box.execute(ToolCall(name="edit", arguments={"path": "calc/core.py", "search": search, "replace": "x"}))
+        assert refused.error and message in refused.output
+    missing = box.execute(ToolCall(name="edit", arguments={"path": "calc/nope.py", "search": "a", "replace": "b"}))
+    assert missing.error and "no such file" in missing.output
+
+    bash(box, "chmod 755 README")
+    box.execute(ToolCall(name="edit", arguments={"path": "/testbed/README", "search": "calc", "replace": "Calc"}))
+    assert bash(box, "stat -c %a README; cat README").output == "755\nCalc\n"
+
+    exists = box.execute(ToolCall(name="create", arguments={"path": "README", "content": "x"}))
+    assert exists.error and "already exists" in exists.output and "edit" in exists.output
+    orphan = box.execute(ToolCall(name="create", arguments={"path": "no/such/dir/x.py", "content": "x"}))
+    assert orphan.error and "parent directory /testbed/no/such/dir does not exist" in orphan.output
+    created = box.execute(ToolCall(name="create", arguments={"path": "calc/new.py", "content": "Y = 2\n"}))
+    assert not created.error and bash(box, "cat calc/new.py").output == "Y = 2\n"
+
+    bash(box, "git add README")  # the agent's staging must not change what is submitted, nor be changed
+    submitted = box.execute(ToolCall(name="submit", arguments={}))
+    assert not submitted.error, submitted.output
+    for path in ("calc/core.py", "calc/new.py", "README"):
+        assert f"diff --git a/{path} b/{path}" in submitted.patch
+    assert bash(box, "git status --porcelain").output == "M  README\n M calc/core.py\n?? calc/new.py\n"
+    # the patch applies to the original tree
+    applied = bash(box, f"git stash -u -q && git apply --check - <<'EOF'\n{submitted.patch}EOF\necho $?")
+    assert applied.output.strip() == "0", applied.output
+
+    box.execute(ToolCall(name="create", arguments={"path": "/tmp/fix.diff", "content": submitted.patch}))
+    by_path = box.execute(ToolCall(name="submit", arguments={"path": "/tmp/fix.diff"}))
+    assert by_path.patch == submitted.patch
+    box.execute(ToolCall(name="create", arguments={"path": "/tmp/notes.txt", "content": "just notes\n"}))
+    assert "not a diff" in box.execute(ToolCall(name="submit", arguments={"path": "/tmp/notes.txt"})).output
+    nothing = box.execute(ToolCall(name="submit", arguments={"path": ""}))  # the stash left the tree clean
+    assert nothing.error and "nothing to submit" in nothing.output
+
+    unknown = box.execute(ToolCall(name="browse", arguments={}))
+    assert unknown.error and "bash" in unknown.output and "submit" in unknown.output
+    assert "needs command" in box.execute(ToolCall(name="bash", arguments={})).output
+
+
+def test_labels_limits_close_and_the_hard_deadline(make_box, engine):
+    box = make_box(deadline=10, pids=100, memory="300m")
+    attrs = engine.client.api.inspect_container(box.container.id)
+    labels = attrs["Config"]["Labels"]
+    assert labels[LABEL] == "1" and labels["forager.role"] == "episode" and labels["forager.run"] == "test"
+    assert labels["forager.pid"] == OWNER_LABELS["forager.pid"]
+    host = attrs["HostConfig"]
+    assert (host["NetworkMode"], host["PidsLimit"], host["Memory"], host["MemorySwap"]) == ("none", 100, 300 << 20, 300 << 20)
+    assert host["Init"] is True
+
+    closed = make_box()
+    container_id = closed.container.id
+    closed.close()
+    closed.close()
+    with pytest.raises(NotFound):
+        engine.client.containers.get(container_id)
+
+    # nobody closes `box`: its container ends itself at the deadline
+    deadline_id = box.container.id
+    gone_at = None
+    for _ in range(40):
+        try:
+            engine.client.containers.get(deadline_id)
+        except NotFound:
+            gone_at = time.monotonic()
+            break
+        time.sleep(0.5)
+    assert gone_at is not None, "the container outlived its deadline"
+    with pytest.raises(SandboxError):
+        bash(box, "echo too late")
+
