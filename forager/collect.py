@@ -117,6 +117,7 @@ class Collector:
         self.on_event = on_event
         self.stop = threading.Event()
         self.format = format_named(config.tool_format)
+        self.limits = config.limits
         self.client: ChatClient | None = None
         if config.policy == "llm":
             if not config.llm_url or not config.model:
@@ -145,6 +146,10 @@ class Collector:
                     "max_model_len": model_info.get("max_model_len")},
             versions=versions,
         )
+        if model_info.get("max_model_len"):
+            # why: the server's context is the real limit; the budget shown to the model must not promise more
+            self.limits = config.limits.model_copy(update={
+                "max_context_tokens": min(config.limits.max_context_tokens, model_info["max_model_len"])})
         run, _created = self.store.get_or_create_run(row)
         self.store.plan_episodes(run.id, [t.id for t in tasks], config.episodes_per_task)
         return run
@@ -251,10 +256,10 @@ class Collector:
 
             def record(step: StepRecord) -> None:
                 self.store.record_step(_step_row(episode.id, step), turns=step.index + 1)
-                self.on_event(episode.id, f"turn {step.index + 1}/{self.config.limits.max_turns}")
+                self.on_event(episode.id, f"turn {step.index + 1}/{self.limits.max_turns}")
 
             try:
-                outcome = run_episode(policy, sandbox, messages, self.config.limits, record,
+                outcome = run_episode(policy, sandbox, messages, self.limits, record,
                                       should_stop=self.stop.is_set)
             except InterruptedError:
                 return  # left `running`: the next collect restarts it cleanly

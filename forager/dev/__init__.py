@@ -1,0 +1,1 @@
+"""Development helpers: things tests and demos need that are not part of collecting trajectories."""

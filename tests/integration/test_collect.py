@@ -1,0 +1,259 @@
+"""`forager collect` for real: the example repository's image, its tasks, sandboxes in a real Docker engine,
+the oracle policy and a tiny CWM model served by vLLM on the CPU, every step in a real SQLite store.
+
+The tiny model has random weights; vLLM's structured outputs (a regex) make its replies the tool calls a
+test needs, so these tests assert on mechanics (steps stored, token ids, prefix check, exit reasons,
+cleanup, faults) and the oracle asserts success.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from forager.agent.loop import EpisodeLimits
+from forager.build.engine import LABEL
+from forager.build.pipeline import ImageBuilder
+from forager.collect import CollectConfig, Collector
+from forager.config import Settings
+from forager.example_repo import materialise
+from forager.llm.client import Sampling
+from forager.models import RepoRef
+from forager.sandbox.models import SandboxLimits
+from forager.store import Store
+from forager.tasks.issues import TaskValidator
+from forager.tasks.synthesize import MutateFixSynthesizer
+
+from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, run_cli
+from .vllm_server import vllm_server  # noqa: F401 - the session fixture
+
+QUICK = EpisodeLimits(max_turns=3, max_context_tokens=4096, time_limit=120)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, engine):
+    """The example repository with two mutate-fix tasks and its mined issue-fix task, in one store."""
+    root = tmp_path_factory.mktemp("collect-env")
+    settings = Settings(
+        db=f"sqlite:///{root / 'store.db'}", cache_dir=root / "cache", base_image=BASE_IMAGE, python_versions=["3.11"],
+        test_timeout=300, overrides_dir=root / "overrides", image_prefix=TEST_IMAGE_PREFIX, jobs=2,
+    )
+    store = Store(settings.db)
+    builder = ImageBuilder(settings, store, engine)
+    repo = materialise(root / "ledger")
+    ref = RepoRef(url=str(repo))
+    report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=2, seed=0)
+    assert report.valid == 2, report
+    TaskValidator(settings, store, engine, builder).mine(ref, max_commits=5)
+    tasks = [t for t, _r in store.tasks(valid=True)]
+    assert {t.kind for t in tasks} == {"mutate-fix", "issue-fix"}
+    return settings, store, engine, repo, tasks
+
+
+def _collector(env, **config) -> Collector:
+    settings, store, engine, _repo, _tasks = env
+    return Collector(settings, store, engine, CollectConfig(**config))
+
+
+def _leftovers(engine, run_id: int) -> list:
+    return engine.client.containers.list(all=True, filters={"label": [LABEL, f"forager.run={run_id}"]})
+
+
+def _llm(server, regex: str, **config) -> dict:
+    return dict(policy="llm", llm_url=server.url, model=server.model, limits=QUICK,
+                sampling=Sampling(temperature=1.0, max_tokens=64, seed=0,
+                                  extra_body={"structured_outputs": {"regex": regex}}), **config)
+
+
+def test_oracle_resolves_every_task_through_the_tools(env):
+    settings, store, engine, _repo, tasks = env
+    collector = _collector(env, policy="oracle", concurrency=2)
+    run = collector.open_run(tasks)
+    summary = collector.collect(run, tasks)
+
+    assert summary.finished == len(tasks) and summary.resolved == len(tasks), summary
+    for episode in store.episodes(run.id):
+        steps = store.steps(episode.id)
+        assert episode.exit_reason == "submitted" and episode.resolved and episode.reward == 1.0
+        assert [s.index for s in steps] == list(range(len(steps)))
+        assert steps[-1].tool == "submit" and steps[-1].done and steps[-1].reward == 1.0
+        assert all(s.reward == 0.0 and not s.done for s in steps[:-1])
+        assert {s.tool for s in steps[:-1]} <= {"edit", "create", "bash"} and steps[0].tool == "edit"
+        assert "<output>" in steps[0].observation and "Remaining turns" in steps[0].observation
+        assert episode.patch.startswith("diff --git") and episode.grade["resolved"]
+        assert episode.messages[0]["role"] == "system" and len(episode.tools) == 4
+    assert _leftovers(engine, run.id) == []
+    # run again: everything is finished, nothing runs twice
+    again = _collector(env, policy="oracle", concurrency=2)
+    assert again.open_run(tasks).id == run.id
+    assert again.collect(run, tasks).steps == summary.steps
+
+
+def test_tiny_model_episodes_capture_tokens_and_check_prefixes(env, vllm_server):
+    settings, store, engine, _repo, tasks = env
+    collector = _collector(env, **_llm(vllm_server, r"<tool: bash>\n(ls|pwd|git status --short)\n</tool>"),
+                           concurrency=2, episodes_per_task=2)
+    run = collector.open_run(tasks[:2])
+    summary = collector.collect(run, tasks[:2])
+
+    assert summary.finished == 4 and summary.exit_reasons == {"max_turns": 4}
+    assert summary.completion_tokens > 0 and summary.llm_seconds > 0 and summary.env_seconds > 0
+    for episode in store.episodes(run.id):
+        steps = store.steps(episode.id)
+        assert len(steps) == 3 and episode.reward == -1.0 and steps[-1].reward == -1.0
+        for step in steps:
+            assert re.fullmatch(r"<tool: bash>\n(ls|pwd|git status --short)\n</tool>", step.model_text)
+            assert step.tool == "bash" and step.exit_code == 0
+            assert step.prompt_token_ids and step.completion_token_ids
+            assert len(step.logprobs) == len(step.completion_token_ids)
+            assert step.prompt_tokens == len(step.prompt_token_ids)
+        assert steps[0].prefix_ok is None and all(s.prefix_ok is not None for s in steps[1:])
+        assert [s.prompt_token_ids[: len(steps[0].prompt_token_ids)] == steps[0].prompt_token_ids
+                for s in steps[1:]] == [True, True]  # the system + user prompt is a prefix of every later call
+    assert run.versions.get("llm_server") or store.run_by_name(run.name).versions.get("llm_server")
+    assert _leftovers(engine, run.id) == []
+
+
+@pytest.mark.parametrize(
+    ("regex", "config", "reason"),
+    [
+        (r"I (will|shall) look", {}, "format_errors"),
+        (r"<tool: bash>\nsleep 2\n</tool>", {"limits": EpisodeLimits(max_turns=9, max_context_tokens=4096, time_limit=3)},
+         "time_limit"),
+        (r"<tool: bash>\nls\n</tool>", {"limits": EpisodeLimits(max_turns=5, max_context_tokens=300, time_limit=60)},
+         "context_exceeded"),
+        (r"<tool: submit>\n\n</tool>", {}, "max_turns"),
+    ],
+)
+def test_exit_reasons(env, vllm_server, regex, config, reason):
+    settings, store, engine, _repo, tasks = env
+    collector = _collector(env, **{**_llm(vllm_server, regex), **config})
+    run = collector.open_run(tasks[:1])
+    collector.collect(run, tasks[:1])
+    [episode] = store.episodes(run.id)
+    assert episode.exit_reason == reason, episode.error
+    if reason == "format_errors":
+        steps = store.steps(episode.id)
+        assert len(steps) == 3 and all(s.tool is None and "No tool call" in s.format_error for s in steps)
+        assert steps[0].observation_message["role"] == "user"
+    if regex.startswith("<tool: submit>"):  # nothing changed: submit refuses an empty diff and the episode goes on
+        steps = store.steps(episode.id)
+        assert len(steps) == 3 and all(s.tool == "submit" and s.tool_error for s in steps)
+    if reason == "context_exceeded":
+        assert len(store.steps(episode.id)) == 1
+    assert _leftovers(engine, run.id) == []
+
+
+def test_dead_server_is_an_llm_error_after_waiting(env):
+    settings, store, engine, _repo, tasks = env
+    collector = _collector(env, policy="llm", llm_url="http://127.0.0.1:9/v1", model="none", llm_max_wait=2, limits=QUICK)
+    run = collector.open_run(tasks[:1])
+    started = time.monotonic()
+    collector.collect(run, tasks[:1])
+    [episode] = store.episodes(run.id)
+    assert episode.exit_reason == "llm_error" and "unavailable" in episode.error
+    assert time.monotonic() - started >= 2
+
+
+FAULTS = {
+    "hang": ("sleep 1000", lambda s: s.timed_out and "timed out" in s.observation),
+    "flood": ("yes forager | head -c 100000000", lambda s: s.output_bytes >= 100_000_000 and s.truncated
+              and len(s.observation) < 3000 and "cut" in s.observation),
+    "fork bomb": ("bomb() { bomb | bomb & }; bomb", lambda s: True),
+    "memory hog": ("python3 -c 'x = bytearray(2 << 30)'", lambda s: s.exit_code != 0),
+    "binary": ("printf 'ok \\377\\000 end'", lambda s: "\\xff" in s.observation and "\x00" not in s.raw_output),
+    "delete repo": ("rm -rf /testbed", lambda s: s.exit_code == 0),
+    "network": ("python3 -c 'import urllib.request; urllib.request.urlopen(\"http://1.1.1.1\", timeout=5)'",
+                lambda s: s.exit_code != 0),
+}
+
+
+def test_faults_inside_episodes_leave_the_collector_standing(env, vllm_server):
+    """Each fault is the model's action (forced by the regex); the collector records it and goes on."""
+    settings, store, engine, _repo, tasks = env
+    for name, (command, check) in FAULTS.items():
+        regex = re.escape(f"<tool: bash>\n{command}\n</tool>")
+        collector = _collector(env, **{**_llm(vllm_server, regex), "limits": EpisodeLimits(max_turns=2, time_limit=120)},
+                               sandbox=SandboxLimits(command_timeout=5, memory="512m", pids=256, shown_chars=2000))
+        run = collector.open_run(tasks[:1])
+        collector.collect(run, tasks[:1])
+        [episode] = store.episodes(run.id)
+        assert episode.status == "finished" and episode.exit_reason in ("max_turns", "env_error"), (name, episode.error)
+        steps = store.steps(episode.id)
+        assert steps and check(steps[0]), (name, steps[0].observation[:500])
+        assert _leftovers(engine, run.id) == [], name
+
+
+def test_server_killed_and_restarted_mid_run(env, vllm_server):
+    settings, store, engine, _repo, tasks = env
+    collector = _collector(env, **{**_llm(vllm_server, r"<tool: bash>\nsleep 1\n</tool>"),
+                                   "limits": EpisodeLimits(max_turns=6, time_limit=300)}, llm_max_wait=300)
+    run = collector.open_run(tasks[:2])
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (collector.collect(run, tasks[:2]), done.set()))
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not any(store.steps(e.id) for e in store.episodes(run.id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    vllm_server.kill()
+    time.sleep(3)
+    vllm_server.restart()
+    worker.join(timeout=600)
+    assert done.is_set()
+    episodes = store.episodes(run.id)
+    assert [e.exit_reason for e in episodes] == ["max_turns", "max_turns"], [e.error for e in episodes]
+    assert all(len(store.steps(e.id)) == 6 for e in episodes)
+
+
+def test_collector_killed_then_rerun_resumes_without_loss_or_duplicates(env, vllm_server):
+    settings, store, engine, repo, tasks = env
+    args = ["collect", "--repo", str(repo), "--tasks", "2", "--episodes-per-task", "2", "--concurrency", "2",
+            "--llm", vllm_server.url, "--model", vllm_server.model, "--max-turns", "5", "--max-tokens", "32",
+            "--regex", r"<tool: bash>\nsleep 1\n</tool>", "--run", "killed-run"]
+    proc = subprocess.Popen([FORAGER, *args], env=_cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 180
+    run = None
+    while time.monotonic() < deadline:
+        run = store.run_by_name("killed-run")
+        if run and sum(len(store.steps(e.id)) for e in store.episodes(run.id)) >= 3:
+            break
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run is not None
+    interrupted = [e.id for e in store.episodes(run.id) if e.status == "running"]
+    assert interrupted and _leftovers(engine, run.id)  # killed: its containers are still there
+
+    result = run_cli(*args, "--json", settings=settings, check=True)
+    assert '"finished": 4' in result.stdout
+    assert _leftovers(engine, run.id) == []  # swept at start, the new ones removed when done
+    for episode in store.episodes(run.id):
+        steps = store.steps(episode.id)
+        assert episode.status == "finished" and [s.index for s in steps] == list(range(5))
+        assert episode.restarts == (1 if episode.id in interrupted else 0)
+
+
+def _cli_env(settings: Settings) -> dict:
+    return {**os.environ, "FORAGER_DB": settings.db, "FORAGER_CACHE_DIR": str(settings.cache_dir),
+            "FORAGER_BASE_IMAGE": settings.base_image, "FORAGER_PYTHON_VERSIONS": '["3.11"]',
+            "FORAGER_IMAGE_PREFIX": settings.image_prefix, "FORAGER_OVERRIDES_DIR": str(settings.overrides_dir)}
+
+
+def test_cli_oracle_run_table_json_and_bad_input(env):
+    settings, store, engine, repo, tasks = env
+    result = run_cli("collect", "--repo", str(repo), "--tasks", "1", "--policy", "oracle", settings=settings, check=True)
+    assert "collect: run" in result.stdout and "1 (100%)" in result.stdout
+    again = run_cli("collect", "--repo", str(repo), "--tasks", "1", "--policy", "oracle", "--json", settings=settings,
+                    check=True)
+    assert '"resolved": 1' in again.stdout and "0 of 1 episodes to run" in again.stderr
+    bad = run_cli("collect", "--repo", str(repo), settings=settings)
+    assert bad.returncode == 2 and "--policy llm needs --llm URL and --model NAME" in bad.stderr
+    status = run_cli("status", settings=settings, check=True)
+    assert "episodes" in status.stdout
