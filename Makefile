@@ -37,13 +37,15 @@ host:
 base-image: venv host
 	@scripts/ensure-base.sh $(PYTHON_VERSION) $(FORAGER)
 
-demo: base-image
+demo: base-image serve-cpu
 	$(FORAGER) example-repo --out $(DEMO_REPO)
 	$(FORAGER) build-images --repo $(DEMO_REPO)
 	$(FORAGER) tasks synthesize --repo $(DEMO_REPO) --kind mutate-fix --count 3 --seed 0
 	$(FORAGER) tasks mine --repo $(DEMO_REPO)
 	$(FORAGER) tasks oracle --repo example-repo
 	$(FORAGER) tasks write trajectories/demo-tasks.jsonl
+	$(FORAGER) collect --repo $(DEMO_REPO) --tasks 4 --policy oracle
+	scripts/demo-collect.sh $(FORAGER) $(DEMO_REPO)
 	$(FORAGER) status
 
 # The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh).

@@ -36,6 +36,8 @@ def collect(
     fail_reward: Annotated[float, typer.Option("--fail-reward", help="reward of an unresolved episode: -1 (CWM) or 0")] = -1.0,
     memory: Annotated[str, typer.Option("--memory", help="memory limit per sandbox (docker syntax)")] = "4g",
     cpus: Annotated[float, typer.Option("--cpus", min=0.1, help="CPU cores per sandbox")] = 2.0,
+    max_output_chars: Annotated[int, typer.Option("--max-output-chars", min=200, help="characters of a command's output the model sees (head + tail)")] = 100_000,
+    network: Annotated[bool, typer.Option("--network", help="give sandboxes a network (default: none)")] = False,
     warm: Annotated[int | None, typer.Option("--warm", min=0, help="sandboxes started ahead (default: --concurrency; 0: none)")] = None,
     run_name: Annotated[str | None, typer.Option("--run", help="run name (default: derived from the configuration, so a rerun resumes)")] = None,
     db: DbOption = None,
@@ -64,7 +66,8 @@ def collect(
             sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                               extra_body={"structured_outputs": {"regex": regex}} if regex else {}),
             limits=EpisodeLimits(max_turns=max_turns, max_context_tokens=max_context, time_limit=time_limit),
-            sandbox=SandboxLimits(memory=memory, cpus=cpus, command_timeout=command_timeout),
+            sandbox=SandboxLimits(memory=memory, cpus=cpus, command_timeout=command_timeout, shown_chars=max_output_chars,
+                                  network=network),
             episodes_per_task=episodes_per_task, concurrency=concurrency, warm=warm, fail_reward=fail_reward,
         )
     except ValueError as exc:
@@ -131,14 +134,19 @@ def _tasks_for(ref, count, kind, settings, store, engine, builder, synthesizer_c
     built = builder.build(ref, on_stage)
     if built.status != "ready":
         raise ForagerError(FailureCategory(built.category or "build"), f"{ref}: no ready image: {built.message}")
-    rows = store.tasks(repo_name=built.repo, kind=kind, valid=True)
+    repo_id = store.image(built.image_id).repo_id
+
+    def valid_tasks():
+        return [task for task, repo in store.tasks(kind=kind, valid=True) if repo.id == repo_id]
+
+    rows = valid_tasks()
     if len(rows) < count and kind in (None, "mutate-fix"):
         on_stage("synthesize tasks")
         synthesizer_cls(settings, store, engine, builder).synthesize(ref, count=count, seed=0, on_stage=on_stage)
-        rows = store.tasks(repo_name=built.repo, kind=kind, valid=True)
+        rows = valid_tasks()
     if not rows:
         raise ForagerError(FailureCategory.no_tests, f"{ref}: no valid tasks{f' of kind {kind}' if kind else ''}")
-    return [task for task, _repo in rows[:count]]
+    return rows[:count]
 
 
 def print_summary(summary) -> None:

@@ -9,6 +9,7 @@ must be sized explicitly or start-up refuses.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import importlib.util
 import os
 import signal
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 CPU_KV_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_HOST = "127.0.0.1"
@@ -278,3 +280,62 @@ class VllmServer:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+class ModelShape(BaseModel):
+    """What a model's config.json says that decides how to serve it."""
+
+    architecture: str | None = None
+    max_model_len: int | None = None
+    sliding_window: int | None = None
+    full_layers: int = 0
+    sliding_layers: int = 0
+
+    @property
+    def hybrid(self) -> bool:
+        """Interleaved sliding-window and full attention (CWM: every 4th layer full)."""
+        return self.sliding_layers > 0 and self.full_layers > 0
+
+
+def model_shape(config: dict) -> ModelShape:
+    """Read a Hugging Face config.json (pure)."""
+    layer_types = config.get("layer_types") or []
+    return ModelShape(
+        architecture=(config.get("architectures") or [None])[0],
+        max_model_len=config.get("max_position_embeddings"),
+        sliding_window=config.get("sliding_window"),
+        full_layers=sum(t == "full_attention" for t in layer_types),
+        sliding_layers=sum(t == "sliding_attention" for t in layer_types),
+    )
+
+
+def read_model_shape(model: str | Path) -> ModelShape | None:
+    """The shape of a local model directory; None for a hub name (vLLM reads its config itself)."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    return model_shape(json.loads(path.read_text()))
+
+
+def serving_args(shape: ModelShape | None, *, tensor_parallel: int, has_retention_setting: bool) -> list[str]:
+    """Extra vLLM arguments for a model's shape (pure).
+
+    For interleaved sliding-window models the hybrid KV cache manager stays on (it is vLLM's default;
+    with it, sliding layers hold only their window: for CWM 1.5 GiB instead of 32 GiB per 131k-token
+    sequence), and the prefix-cache retention interval is set to 0 where the installed vLLM has it:
+    it keeps the latest replayable prompt boundary, without which multi-turn agent prompts on such
+    models can miss the cache entirely.
+    """
+    args = ["--tensor-parallel-size", str(tensor_parallel)] if tensor_parallel > 1 else []
+    if shape is not None and shape.hybrid and has_retention_setting:
+        args += ["--prefix-cache-retention-interval", "0"]
+    return args
+
+
+def has_retention_setting() -> bool:
+    """Whether the installed vLLM knows `--prefix-cache-retention-interval` (added in its 0.2x releases)."""
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError:
+        return False
+    return "prefix_cache_retention_interval" in getattr(EngineArgs, "__dataclass_fields__", {})
