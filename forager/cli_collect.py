@@ -22,6 +22,7 @@ def collect(
     model: Annotated[str | None, typer.Option("--model", envvar="FORAGER_MODEL", help="model name the server serves")] = None,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="FORAGER_LLM_API_KEY", help="bearer token for the server (not stored)")] = None,
     tool_format: Annotated[str, typer.Option("--format", help="tool-call format: cwm (text, parsed by forager) or openai (native tool_calls)")] = "cwm",
+    prompt_mode: Annotated[str, typer.Option("--prompt-mode", help="auto, tokens (exact token ids in, vLLM) or messages (the server renders the chat)")] = "auto",
     kind: Annotated[str | None, typer.Option("--kind", help="only tasks of this kind: mutate-fix or issue-fix")] = None,
     max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="model calls per episode")] = 128,
     max_context: Annotated[int, typer.Option("--max-context", min=256, help="context tokens per episode")] = 131_072,
@@ -54,6 +55,8 @@ def collect(
         raise die(f"--policy {policy!r}: choose llm or oracle")
     if tool_format not in ("cwm", "openai"):
         raise die(f"--format {tool_format!r}: choose cwm or openai")
+    if prompt_mode not in ("auto", "tokens", "messages"):
+        raise die(f"--prompt-mode {prompt_mode!r}: choose auto, tokens or messages")
     if kind not in (None, "mutate-fix", "issue-fix"):
         raise die(f"--kind {kind!r}: choose mutate-fix or issue-fix")
     if policy == "llm" and not (llm and model):
@@ -62,7 +65,8 @@ def collect(
     refs = read_refs(repo, None)
     try:
         config = CollectConfig(
-            policy=policy, llm_url=llm, model=model, api_key=api_key, tool_format=tool_format, reasoning=reasoning,
+            policy=policy, llm_url=llm, model=model, api_key=api_key, tool_format=tool_format, prompt_mode=prompt_mode,
+            reasoning=reasoning,
             sampling=Sampling(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
                               extra_body={"structured_outputs": {"regex": regex}} if regex else {}),
             limits=EpisodeLimits(max_turns=max_turns, max_context_tokens=max_context, time_limit=time_limit),

@@ -48,6 +48,11 @@ class CollectConfig(BaseModel):
     model: str | None = None
     api_key: str | None = Field(default=None, exclude=True)  # never stored
     tool_format: Literal["cwm", "openai"] = "cwm"
+    prompt_mode: Literal["auto", "tokens", "messages"] = Field(
+        default="auto",
+        description="tokens: prompts sent as exact token ids (vLLM); messages: the server renders the chat; "
+        "auto: tokens when the server can (vLLM's /tokenize) and the format is cwm",
+    )
     reasoning: bool = Field(default=False, description="start the system prompt with CWM's reasoning preamble")
     sampling: Sampling = Field(default_factory=Sampling)
     limits: EpisodeLimits = Field(default_factory=EpisodeLimits)
@@ -124,6 +129,19 @@ class Collector:
                 raise ValueError("--policy llm needs --llm URL and --model NAME (or use --policy oracle)")
             self.client = ChatClient(config.llm_url, config.model, api_key=config.api_key, max_wait=config.llm_max_wait,
                                      on_wait=lambda message: self.on_event(0, message))
+        self.exact_tokens = self._exact_tokens()
+
+    def _exact_tokens(self) -> bool:
+        mode = self.config.prompt_mode
+        if self.client is None or mode == "messages":
+            return False
+        if self.config.tool_format != "cwm":
+            if mode == "tokens":
+                raise ValueError("--prompt-mode tokens needs --format cwm (OpenAI tool calls are parsed by the server)")
+            return False
+        if mode == "tokens" or self.client.supports_tokens():
+            return True
+        return False
 
     def close(self) -> None:
         if self.client is not None:
@@ -143,6 +161,7 @@ class Collector:
             model_revision=model_info.get("root"), llm_url=config.llm_url, tool_format=config.tool_format,
             sampling=config.sampling.model_dump(mode="json"),
             config={**config.model_dump(mode="json"), "tasks": [t.instance_id for t in tasks],
+                    "exact_tokens": self.exact_tokens,
                     "max_model_len": model_info.get("max_model_len")},
             versions=versions,
         )
@@ -229,7 +248,7 @@ class Collector:
         if self.config.policy == "oracle":
             return OraclePolicy(task.gold_patch)
         tools = self.format.request_tools(self.config.sandbox.command_timeout)
-        return LLMPolicy(self.client, self.format, self.config.sampling, tools)
+        return LLMPolicy(self.client, self.format, self.config.sampling, tools, exact_tokens=self.exact_tokens)
 
     def _episode(self, run: Run, episode: Episode, task: Task, image: Image, sandbox_future: Future | None) -> None:
         started = time.monotonic()

@@ -39,22 +39,48 @@ class Policy(Protocol):
 
 
 class LLMPolicy:
-    """A model on an OpenAI-compatible server; the reply's tool call is read by the tool format."""
+    """A model on an OpenAI-compatible server; the reply's tool call is read by the tool format.
 
-    def __init__(self, client: ChatClient, tool_format: ToolFormat, sampling: Sampling, tools: list[dict] | None):
+    With `exact_tokens` (vLLM, CWM text format) the prompt goes out as token ids: the previous prompt,
+    the completion exactly as sampled, then the chat template's tokens for the new messages. The model
+    is never shown a re-tokenisation of its own reply, so every call's prompt extends the last one and
+    the stored ids are one consistent trajectory. Without it the server renders the messages each
+    turn, and the loop records where its tokens stop extending the previous call's.
+    """
+
+    def __init__(self, client: ChatClient, tool_format: ToolFormat, sampling: Sampling, tools: list[dict] | None,
+                 *, exact_tokens: bool = False):
         self.client = client
         self.format = tool_format
         self.sampling = sampling
         self.tools = tools
+        self.exact_tokens = exact_tokens
+        self.ids: list[int] | None = None  # exact_tokens: the conversation so far, as the model saw and wrote it
+        self.seen = 0  # messages already in `ids`
 
     def decide(self, messages: list[dict], max_tokens: int) -> Decision:
         sampling = self.sampling.model_copy(update={"max_tokens": max(1, min(self.sampling.max_tokens, max_tokens))})
-        completion = self.client.chat(messages, sampling, self.tools)
+        if self.exact_tokens:
+            prompt = self._next_prompt(messages)
+            completion = self.client.complete(prompt, sampling)
+            self.ids, self.seen = prompt + completion.completion_token_ids, len(messages) + 1
+        else:
+            completion = self.client.chat(messages, sampling, self.tools)
         parsed = self.format.parse(completion.text, completion.tool_calls)
         return Decision(
             text=completion.text, assistant_message=self.format.assistant_message(completion.text, completion.tool_calls),
             call=parsed.call, format_error=parsed.error, tool_calls=completion.tool_calls, completion=completion,
         )
+
+    def _next_prompt(self, messages: list[dict]) -> list[int]:
+        rendered = self.client.tokenize(messages, add_generation_prompt=True)
+        if self.ids is None:
+            return rendered
+        # the template's tokens for what came after our last reply: render with and without the new messages
+        before = self.client.tokenize(messages[: self.seen], add_generation_prompt=False)
+        if rendered[: len(before)] != before:
+            return rendered  # a template that is not prefix-stable here: the loop records the break
+        return self.ids + rendered[len(before) :]
 
     def observe(self, call: ToolCall, result: ToolResult) -> None:
         pass

@@ -64,14 +64,18 @@ def parse_completion(body: dict, seconds: float) -> Completion:
     message = choice.get("message") or {}
     usage = body.get("usage") or {}
     details = usage.get("prompt_tokens_details") or {}
-    content = (choice.get("logprobs") or {}).get("content") or []
+    logprobs = choice.get("logprobs") or {}
+    if "content" in logprobs:  # chat format: one entry per token
+        sampled = [entry.get("logprob", 0.0) for entry in logprobs.get("content") or []]
+    else:  # completions format: parallel lists
+        sampled = [value if value is not None else 0.0 for value in logprobs.get("token_logprobs") or []]
     return Completion(
-        text=message.get("content") or "",
+        text=message.get("content") or choice.get("text") or "",
         tool_calls=message.get("tool_calls") or None,
         finish_reason=choice.get("finish_reason"),
         prompt_token_ids=body.get("prompt_token_ids") or choice.get("prompt_token_ids") or [],
         completion_token_ids=choice.get("token_ids") or [],
-        logprobs=[entry.get("logprob", 0.0) for entry in content],
+        logprobs=sampled,
         prompt_tokens=usage.get("prompt_tokens") or 0,
         completion_tokens=usage.get("completion_tokens") or 0,
         cached_tokens=details.get("cached_tokens"),
@@ -106,6 +110,7 @@ class ChatClient:
         max_wait: float = 600.0, on_wait: Callable[[str], None] | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.root = self.base_url.removesuffix("/v1")  # vLLM's own endpoints (/tokenize, /version) sit beside /v1
         self.model = model
         self.max_wait = max_wait
         self.on_wait = on_wait or (lambda _message: None)
@@ -130,12 +135,38 @@ class ChatClient:
         return body
 
     def chat(self, messages: list[dict], sampling: Sampling, tools: list[dict] | None = None) -> Completion:
-        body = self.request_body(messages, sampling, tools)
+        """One chat completion: the server renders the messages with the model's chat template."""
+        return self._post("/chat/completions", self.request_body(messages, sampling, tools))
 
-        def attempt() -> Completion:
+    def complete(self, prompt_ids: list[int], sampling: Sampling) -> Completion:
+        """One completion of exact prompt tokens (tokens in, tokens out: nothing is re-tokenised)."""
+        body = self.request_body([], sampling, None)
+        del body["messages"]
+        body["prompt"], body["logprobs"] = prompt_ids, 0
+        del body["top_logprobs"]
+        return self._post("/completions", body)
+
+    def tokenize(self, messages: list[dict], *, add_generation_prompt: bool) -> list[int]:
+        """The model's chat template applied to `messages`, as token ids (vLLM's /tokenize)."""
+        body = {"model": self.model, "messages": messages, "add_generation_prompt": add_generation_prompt}
+        return self._post("/tokenize", body, root=True, parse=lambda payload, _s: payload["tokens"])
+
+    def supports_tokens(self) -> bool:
+        """Whether the server has vLLM's /tokenize (so prompts can be sent as exact token ids)."""
+        try:
+            response = self.http.post(f"{self.root}/tokenize", json={"model": self.model, "prompt": "x"})
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and "tokens" in response.text
+
+    def _post(self, path: str, body: dict, *, root: bool = False, parse=None):
+        parse = parse or parse_completion
+        url = f"{self.root}{path}" if root else path
+
+        def attempt():
             started = time.monotonic()
             try:
-                response = self.http.post("/chat/completions", json=body)
+                response = self.http.post(url, json=body)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 raise _Retryable(f"{exc.__class__.__name__}: {exc}") from exc
             if response.status_code >= 500 or response.status_code == 429:
@@ -149,7 +180,7 @@ class ChatClient:
                 payload = response.json()
             except ValueError as exc:
                 raise LLMError(f"{self.base_url} answered with something that is not JSON") from exc
-            return parse_completion(payload, time.monotonic() - started)
+            return parse(payload, time.monotonic() - started)
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -178,9 +209,8 @@ class ChatClient:
         return {}
 
     def server_version(self) -> str | None:
-        root = self.base_url.removesuffix("/v1")
         try:
-            response = self.http.get(f"{root}/version")
+            response = self.http.get(f"{self.root}/version")
             return response.json().get("version") if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             return None

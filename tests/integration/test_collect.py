@@ -113,11 +113,34 @@ def test_tiny_model_episodes_capture_tokens_and_check_prefixes(env, vllm_server)
             assert step.prompt_token_ids and step.completion_token_ids
             assert len(step.logprobs) == len(step.completion_token_ids)
             assert step.prompt_tokens == len(step.prompt_token_ids)
-        assert steps[0].prefix_ok is None and all(s.prefix_ok is not None for s in steps[1:])
-        assert [s.prompt_token_ids[: len(steps[0].prompt_token_ids)] == steps[0].prompt_token_ids
-                for s in steps[1:]] == [True, True]  # the system + user prompt is a prefix of every later call
-    assert run.versions.get("llm_server") or store.run_by_name(run.name).versions.get("llm_server")
+        # tokens in, tokens out: each prompt is the previous prompt + the completion as sampled + new tokens
+        assert steps[0].prefix_ok is None and [s.prefix_ok for s in steps[1:]] == [True, True]
+        for before, after in zip(steps, steps[1:], strict=False):
+            sampled = before.prompt_token_ids + before.completion_token_ids
+            assert after.prompt_token_ids[: len(sampled)] == sampled
+    stored = store.run_by_name(run.name)
+    assert stored.config["exact_tokens"] and stored.versions["llm_server"]
+    assert summary.prefix_breaks == 0 and summary.cached_tokens > 0  # append-only prompts hit the prefix cache
     assert _leftovers(engine, run.id) == []
+
+
+def test_server_rendered_prompts_record_where_tokens_drift(env, vllm_server):
+    """With the server rendering the chat each turn, the model's reply is re-tokenised: the loop says where."""
+    settings, store, engine, _repo, tasks = env
+    collector = _collector(env, **_llm(vllm_server, r"<tool: bash>\n(ls|git status --short)\n</tool>"),
+                           prompt_mode="messages")
+    run = collector.open_run(tasks[:1])
+    summary = collector.collect(run, tasks[:1])
+    [episode] = store.episodes(run.id)
+    steps = store.steps(episode.id)
+    assert not store.run_by_name(run.name).config["exact_tokens"]
+    assert all(s.prefix_ok is not None for s in steps[1:])
+    broken = [s for s in steps if s.prefix_ok is False]
+    assert summary.prefix_breaks == len(broken) > 0  # measured on vLLM 0.32 with this tokenizer: every turn drifts
+    for step in broken:
+        previous = steps[step.index - 1]
+        at = step.prefix_divergence
+        assert (previous.prompt_token_ids + previous.completion_token_ids)[at] != step.prompt_token_ids[at]
 
 
 @pytest.mark.parametrize(
