@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forager import __version__, cli_collect, cli_dev, cli_serve, cli_tasks
+from forager import __version__, cli_collect, cli_dev, cli_export, cli_serve, cli_tasks
 from forager.cli_common import (
     DbOption,
     JsonOption,
@@ -36,6 +36,7 @@ app.add_typer(cli_tasks.app, name="tasks")
 app.command("collect")(cli_collect.collect)
 app.add_typer(cli_dev.app, name="dev")
 app.command("serve")(cli_serve.serve)
+app.command("export")(cli_export.export)
 
 
 @app.command("build-images")

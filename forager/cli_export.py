@@ -1,0 +1,82 @@
+"""`forager export`: parsing and output only; the work is in forager/export/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, get_args
+
+import typer
+from rich.table import Table
+
+from forager.cli_common import DbOption, JsonOption, die, out, settings_for, store_for
+
+EXIT_REASONS = ("submitted", "max_turns", "context_exceeded", "time_limit", "format_errors", "env_error", "llm_error")
+
+
+def export(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="sft, rl, cwm, steps or swebench-preds")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="output file: .jsonl or .parquet")],
+    run: Annotated[str | None, typer.Option("--run", help="only this run (by name)")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="only this repository (name or URL)")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="only tasks of this kind: mutate-fix or issue-fix")] = None,
+    resolved_only: Annotated[bool, typer.Option("--resolved-only", help="only resolved episodes")] = False,
+    min_reward: Annotated[float | None, typer.Option("--min-reward", help="only episodes with at least this reward")] = None,
+    exit_reason: Annotated[list[str], typer.Option("--exit-reason", help="only these exit reasons; repeatable")] = [],  # noqa: B006
+    dedup: Annotated[bool, typer.Option("--dedup", help="drop near-duplicate trajectories per repo (MinHash, Jaccard 0.5)")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="at most this many episodes")] = None,
+    openai_tool_calls: Annotated[bool, typer.Option("--openai-tool-calls", help="sft: CWM-text calls as OpenAI tool_calls")] = False,
+    train_format_errors: Annotated[bool, typer.Option("--train-format-errors/--no-train-format-errors",
+                                                      help="sft: train on replies that were format errors")] = True,
+    mask_observations: Annotated[float, typer.Option("--mask-observations", min=0.0, max=1.0,
+                                                     help="cwm: share of observations kept out of the loss (CWM: 0.5)")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="cwm: seed of the observation mask")] = 0,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write finished episodes as training data (JSONL or Parquet by the --out suffix) and print what went in."""
+    from forager.export.cwm import CwmOptions
+    from forager.export.run import ExportRequest, FormatName
+    from forager.export.run import export as run_export
+    from forager.export.sft import SftOptions
+    from forager.export.writer import SUFFIXES
+    from forager.store.stream import EpisodeFilters
+
+    formats = get_args(FormatName)
+    if fmt not in formats:
+        raise die(f"--format {fmt!r}: choose {', '.join(formats)}")
+    if out_path.suffix not in SUFFIXES:
+        raise die(f"--out {out_path}: the file name must end in {' or '.join(SUFFIXES)}")
+    if kind not in (None, "mutate-fix", "issue-fix"):
+        raise die(f"--kind {kind!r}: choose mutate-fix or issue-fix")
+    unknown = [reason for reason in exit_reason if reason not in EXIT_REASONS]
+    if unknown:
+        raise die(f"--exit-reason {unknown[0]!r}: choose from {', '.join(EXIT_REASONS)}")
+    store = store_for(settings_for(db=db))
+    if run is not None and store.run_by_name(run) is None:
+        names = ", ".join(r.name for r in store.runs()) or "none yet"
+        raise die(f"--run {run!r}: no such run (runs: {names})")
+    request = ExportRequest(
+        format=fmt, out=out_path, limit=limit, dedup=dedup,
+        filters=EpisodeFilters(run=run, repo=repo, kind=kind, resolved_only=resolved_only, min_reward=min_reward,
+                               exit_reasons=exit_reason),
+        sft_options=SftOptions(openai_tool_calls=openai_tool_calls, train_format_errors=train_format_errors),
+        cwm_options=CwmOptions(mask_observations=mask_observations, seed=seed),
+    )
+    try:
+        stats = run_export(store, request)
+    except OSError as exc:
+        raise die(f"--out {out_path}: {exc.strerror or exc}") from None
+    if as_json:
+        print(json.dumps(stats.model_dump(mode="json"), indent=2))
+        return
+    table = Table(title=f"export {stats.format} -> {stats.out}")
+    for column in ("rows", "episodes", "steps", "tokens", "resolved", "dropped", "bytes", "seconds", "steps/s"):
+        table.add_column(column, overflow="fold")
+    table.add_row(
+        str(stats.rows), str(stats.episodes), str(stats.steps), str(stats.tokens),
+        f"{stats.resolved} ({stats.resolved_share:.0%})",
+        " ".join(f"{name}:{count}" for name, count in stats.dropped.items()) + f" (of {stats.finished} finished)",
+        str(stats.bytes), f"{stats.seconds:.2f}", f"{stats.steps_per_second:.0f}",
+    )
+    out.print(table)

@@ -1,0 +1,183 @@
+"""Export formatters, dedup and writers on hand-built episodes (no Docker, no server)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from forager.export.cwm import CwmOptions, cwm_row
+from forager.export.dedup import NearDuplicates
+from forager.export.preds import prediction_row
+from forager.export.rl import rl_row
+from forager.export.sft import SCHEMA as SFT_SCHEMA
+from forager.export.sft import SftOptions, sft_row
+from forager.export.steps import step_rows
+from forager.export.writer import open_writer
+from forager.store import Episode, Run, Step, Task
+from forager.store.stream import EpisodeBundle
+
+OPENING = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "Fix the bug."}]
+TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object", "properties": {"command": {}}}}}]
+
+
+def _step(index: int, command: str, *, prompt: list[int], completion: list[int], prefix_ok=None, reward=0.0,
+          format_error=None) -> Step:
+    text = f"Looking.\n<tool: bash>\n{command}\n</tool>"
+    return Step(
+        episode_id=1, index=index, model_text=text, assistant_message={"role": "assistant", "content": text},
+        tool=None if format_error else "bash", arguments={} if format_error else {"command": command},
+        format_error=format_error, prompt_token_ids=prompt, completion_token_ids=completion,
+        logprobs=[-0.5] * len(completion), prefix_ok=prefix_ok, completion_tokens=len(completion),
+        observation_message=({"role": "user", "content": "<format_error>\nbad\n</format_error>"} if format_error
+                             else {"role": "tool", "name": "bash", "content": f"<output>\nran {command}\n</output>"}),
+        observation=f"ran {command}", reward=reward, done=reward != 0.0,
+    )
+
+
+def _bundle(steps: list[Step], *, policy="llm", episode_id=1, repo="ledger", reward=-1.0, exit_reason="max_turns",
+            tool_format="cwm") -> EpisodeBundle:
+    run = Run(id=1, name="r1", policy=policy, model="tiny" if policy == "llm" else None, model_revision="rev",
+              tool_format=tool_format, sampling={"temperature": 1.0}, versions={"forager": "0.1.0"})
+    episode = Episode(id=episode_id, run_id=1, task_id=1, status="finished", exit_reason=exit_reason, reward=reward,
+                      resolved=reward > 0, patch="diff --git a/x b/x\n", messages=OPENING, tools=TOOLS,
+                      turns=len(steps), prompt_tokens=len(steps[-1].prompt_token_ids) if steps else 0)
+    task = Task(id=1, instance_id="ledger__mutate-abc", kind="mutate-fix", repo_id=1, family="operators")
+    return EpisodeBundle(run=run, episode=episode, task=task, repo=repo, image_tag="forager-env/ledger:1", steps=steps)
+
+
+# prompt 0 = [1,2,3]; reply [10,11]; environment adds [20,21,22]; reply [12]; environment adds [23]; reply [13,14]
+CONSISTENT = [
+    _step(0, "ls", prompt=[1, 2, 3], completion=[10, 11]),
+    _step(1, "pwd", prompt=[1, 2, 3, 10, 11, 20, 21, 22], completion=[12], prefix_ok=True),
+    _step(2, "git status", prompt=[1, 2, 3, 10, 11, 20, 21, 22, 12, 23], completion=[13, 14], prefix_ok=True, reward=-1.0),
+]
+
+
+def test_rl_response_is_completions_and_environment_tokens_with_aligned_masks():
+    row = rl_row(_bundle(CONSISTENT))
+    assert row["prompt_ids"] == [1, 2, 3]
+    assert row["response_ids"] == [10, 11, 20, 21, 22, 12, 23, 13, 14]
+    assert row["prompt_ids"] + row["response_ids"] == CONSISTENT[-1].prompt_token_ids + CONSISTENT[-1].completion_token_ids
+    assert row["loss_mask"] == [1, 1, 0, 0, 0, 1, 0, 1, 1]
+    assert row["logprobs"] == [-0.5, -0.5, 0.0, 0.0, 0.0, -0.5, 0.0, -0.5, -0.5]
+    assert row["rewards"] == [0.0] * 8 + [-1.0]
+    assert row["excluded"] and row["prefix_consistent"] and row["prefix_breaks"] == []
+    assert len(row["response_ids"]) == len(row["loss_mask"]) == len(row["logprobs"]) == len(row["rewards"])
+
+
+def test_rl_row_after_a_prefix_break_is_built_from_the_per_call_ids_and_says_so():
+    broken = [CONSISTENT[0], _step(1, "pwd", prompt=[1, 2, 3, 10, 99, 20, 21], completion=[12], prefix_ok=False, reward=1.0)]
+    row = rl_row(_bundle(broken, reward=1.0, exit_reason="submitted"))
+    assert row["response_ids"] == [10, 11, 20, 21, 12] and row["loss_mask"] == [1, 1, 0, 0, 1]
+    assert not row["prefix_consistent"] and row["prefix_breaks"] == [1]
+    assert not row["excluded"] and row["rewards"][-1] == 1.0
+
+
+def test_rl_has_no_row_without_token_ids():
+    oracle = [_step(0, "ls", prompt=[], completion=[])]
+    assert rl_row(_bundle(oracle, policy="oracle")) is None
+    assert step_rows(_bundle(oracle, policy="oracle")) == []
+
+
+def test_step_rows_one_per_call_with_reward_on_the_last():
+    rows = step_rows(_bundle(CONSISTENT))
+    assert [r["step"] for r in rows] == [0, 1, 2] and [r["is_last"] for r in rows] == [False, False, True]
+    assert rows[1]["prompt_ids"] == CONSISTENT[1].prompt_token_ids and rows[2]["reward"] == -1.0
+    assert json.loads(rows[0]["arguments"]) == {"command": "ls"}
+
+
+def test_sft_messages_are_the_history_with_train_flags_and_provenance():
+    row = sft_row(_bundle(CONSISTENT))
+    roles = [m["role"] for m in row["messages"]]
+    assert roles == ["system", "user"] + ["assistant", "tool"] * 3
+    assert [m["train"] for m in row["messages"]] == [False, False] + [True, False] * 3
+    assert row["messages"][2]["content"] == CONSISTENT[0].model_text
+    assert json.loads(row["tools"]) == TOOLS
+    assert row["provenance"]["model"] == "tiny" and row["provenance"]["task_family"] == "operators"
+    assert row["provenance"]["image"] == "forager-env/ledger:1" and json.loads(row["provenance"]["sampling"]) == {"temperature": 1.0}
+    assert row["trajectory_id"] == "r1/ledger__mutate-abc/0" and row["reward"] == -1.0
+
+
+def test_sft_openai_tool_calls_from_cwm_text_and_format_errors_untrained_on_request():
+    steps = [_step(0, "ls", prompt=[], completion=[]), _step(1, "x", prompt=[], completion=[], format_error="No tool call")]
+    row = sft_row(_bundle(steps, policy="oracle"), SftOptions(openai_tool_calls=True, train_format_errors=False))
+    assistant, tool, bad, error = row["messages"][2:]
+    assert assistant["content"] == "Looking." and assistant["tool_calls"][0]["function"] == {"name": "bash", "arguments": '{"command":"ls"}'}
+    assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"] and tool["role"] == "tool"
+    assert bad["train"] is False and "tool_calls" not in bad and error["role"] == "user"
+    assert row["n_format_errors"] == 1
+
+
+def test_cwm_text_is_the_cwm_serialisation_and_segments_tile_it():
+    row = cwm_row(_bundle(CONSISTENT[:1]))
+    assert row["text"] == (
+        "<|begin_of_text|>"
+        "<|start_header_id|>system<|end_header_id|>\n\nYou are an agent.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nFix the bug.<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nLooking.\n<tool: bash>\nls\n</tool><|eot_id|>"
+        "<|start_header_id|>tool: bash<|end_header_id|>\n\n<output>\nran ls\n</output><|eot_id|>"
+    )
+    row = cwm_row(_bundle(CONSISTENT))
+    segments = row["segments"]
+    assert segments[0]["start"] == len("<|begin_of_text|>") and segments[-1]["end"] == len(row["text"])
+    assert all(a["end"] == b["start"] for a, b in zip(segments, segments[1:], strict=False))
+    assert [s["loss"] for s in segments] == [False, False] + [True, True] * 3
+
+
+def test_cwm_openai_tool_calls_render_as_cwm_tool_text():
+    step = _step(0, "ls", prompt=[], completion=[])
+    call = {"id": "c1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}
+    step.assistant_message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    text = cwm_row(_bundle([step], tool_format="openai"))["text"]
+    assert '<|start_header_id|>assistant<|end_header_id|>\n\n<tool: bash>\n{"command": "ls"}\n</tool><|eot_id|>' in text
+
+
+def test_cwm_observation_mask_is_seeded_and_close_to_its_share():
+    steps = [_step(i, f"echo {i}", prompt=[], completion=[]) for i in range(400)]
+    first = cwm_row(_bundle(steps), CwmOptions(mask_observations=0.5, seed=0))
+    again = cwm_row(_bundle(steps), CwmOptions(mask_observations=0.5, seed=0))
+    other = cwm_row(_bundle(steps), CwmOptions(mask_observations=0.5, seed=1))
+    observed = [s["loss"] for s in first["segments"] if s["role"] == "tool: bash"]
+    assert first["segments"] == again["segments"] and first["segments"] != other["segments"]
+    assert 150 < sum(observed) < 250
+    assert all(s["loss"] for s in first["segments"] if s["role"] == "assistant")
+
+
+def test_dedup_drops_a_near_duplicate_per_repo_and_keeps_distinct_ones():
+    def actions(words: list[str], episode_id: int, repo: str = "ledger") -> EpisodeBundle:
+        return _bundle([_step(i, w, prompt=[], completion=[]) for i, w in enumerate(words)], episode_id=episode_id, repo=repo)
+
+    base = [f"grep -n name{i} src/ledger/accounts.py" for i in range(30)]
+    near = base[:29] + ["grep -n other src/ledger/money.py"]
+    distinct = [f"python -m pytest tests/test_money.py -k case{i} -x" for i in range(30)]
+    seen = NearDuplicates()
+    assert [seen.seen(actions(base, 1)), seen.seen(actions(near, 2)), seen.seen(actions(distinct, 3)),
+            seen.seen(actions(base, 4, repo="other"))] == [False, True, False, False]
+
+
+def test_preds_use_the_model_name_or_the_policy():
+    assert prediction_row(_bundle(CONSISTENT)) == {"instance_id": "ledger__mutate-abc", "model_name_or_path": "tiny",
+                                                  "model_patch": "diff --git a/x b/x\n"}
+    assert prediction_row(_bundle(CONSISTENT, policy="oracle"))["model_name_or_path"] == "oracle"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_writers_write_atomically_and_read_back(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    writer = open_writer(path, SFT_SCHEMA)
+    writer.write([sft_row(_bundle(CONSISTENT))])
+    assert not path.exists()  # only the temporary file until commit
+    writer.commit()
+    frame = pd.read_json(path, lines=True) if suffix == ".jsonl" else pd.read_parquet(path)
+    assert list(frame["trajectory_id"]) == ["r1/ledger__mutate-abc/0"] and len(frame["messages"][0]) == 8
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_writer_refuses_other_suffixes_and_abort_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match="must end in .jsonl or .parquet"):
+        open_writer(tmp_path / "out.csv", SFT_SCHEMA)
+    writer = open_writer(tmp_path / "out.parquet", SFT_SCHEMA)
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []
