@@ -2,10 +2,10 @@
 
 Prints JSON. The store is generated (no Docker, no model) with per-step sizes of a real agent run:
 replies of ~200 tokens (~700 characters of CWM text with their logprobs), observations of ~2 KB
-(shown text, message and raw output), an opening prompt of ~1,500 tokens. Each call's prompt ids
-grow as in a real episode (previous prompt + completion + ~500 environment tokens) but are capped at
-`--prompt-cap` tokens: a real store holds every call's whole prompt, which at 50 turns would make this
-store ~20x larger; the cap keeps it near 2 GB. Run with `.venv/bin/python bench/export.py`.
+(shown text, message and raw output), an opening prompt of ~1,500 tokens, then ~500 environment tokens
+per turn. As in the store, each call keeps only the prompt tokens it adds after the previous call's
+prompt + completion (`prompt_offset`, `prompt_delta_ids`), so the `rl` and `steps` exports rebuild
+whole prompts from deltas. Run with `.venv/bin/python bench/export.py`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def text(rng: random.Random, chars: int) -> str:
     return " ".join(out)
 
 
-def generate(store: Store, episodes: int, steps: int, prompt_cap: int, seed: int = 0) -> int:
+def generate(store: Store, episodes: int, steps: int, seed: int = 0) -> int:
     rng = random.Random(seed)
     with store.session() as s:
         repo = Repo(url="bench://repo", name="bench-repo")
@@ -62,12 +62,12 @@ def generate(store: Store, episodes: int, steps: int, prompt_cap: int, seed: int
             rows = [dict(run_id=run_id, task_id=task_ids[e % len(task_ids)], attempt=e // len(task_ids),
                          status="finished", exit_reason="submitted" if e % 3 else "max_turns", reward=1.0 if e % 3 else -1.0,
                          resolved=bool(e % 3), patch="diff --git a/x b/x\n" + text(rng, 400), messages=opening,
-                         tools=tools, turns=steps, prompt_tokens=prompt_cap, completion_tokens=200 * steps)
+                         tools=tools, turns=steps, prompt_tokens=1500 + 700 * (steps - 1), completion_tokens=200 * steps)
                     for e in range(first, min(first + 100, episodes))]
             ids = [conn.execute(insert(Episode.__table__).values(**row)).inserted_primary_key[0] for row in rows]
             step_rows = []
             for episode_id, row in zip(ids, rows, strict=True):
-                prompt = [rng.randrange(128000) for _ in range(1500)]
+                delta, offset = [rng.randrange(128000) for _ in range(1500)], 0
                 for index in range(steps):
                     completion = [rng.randrange(128000) for _ in range(200)]
                     reply = f"Let me look. {text(rng, 600)}\n<tool: bash>\ngrep -n {rng.choice(WORDS)} src/x.py\n</tool>"
@@ -75,15 +75,16 @@ def generate(store: Store, episodes: int, steps: int, prompt_cap: int, seed: int
                     step_rows.append(dict(
                         episode_id=episode_id, index=index, model_text=reply,
                         assistant_message={"role": "assistant", "content": reply}, tool="bash",
-                        arguments={"command": "grep -n x src/x.py"}, prompt_token_ids=prompt[:prompt_cap],
+                        arguments={"command": "grep -n x src/x.py"}, prompt_offset=offset, prompt_delta_ids=delta,
                         completion_token_ids=completion, logprobs=[-rng.random() for _ in completion],
-                        finish_reason="stop", prompt_tokens=len(prompt), completion_tokens=200, prefix_ok=index > 0 or None,
+                        finish_reason="stop", prompt_tokens=offset + len(delta), completion_tokens=200, prefix_ok=index > 0 or None,
                         observation_message={"role": "tool", "name": "bash", "content": observation},
                         observation=observation, raw_output=observation[9:-10], output_bytes=2000, exit_code=0,
                         reward=row["reward"] if index == steps - 1 else 0.0,
                         done=index == steps - 1,
                     ))
-                    prompt = prompt + completion + [rng.randrange(128000) for _ in range(500)]
+                    offset += len(delta) + len(completion)
+                    delta = [rng.randrange(128000) for _ in range(500)]
             conn.execute(insert(Step.__table__), step_rows)
             written += len(step_rows)
     return written
@@ -100,7 +101,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--episodes", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=50, help="steps per episode")
-    parser.add_argument("--prompt-cap", type=int, default=1024, help="most prompt ids stored per call")
     parser.add_argument("--formats", default="sft,rl,cwm,steps,swebench-preds")
     parser.add_argument("--dir", type=Path, default=None, help="where the store and files go (default: a temp dir)")
     args = parser.parse_args()
@@ -108,7 +108,7 @@ def main() -> None:
         tmp = Path(tmp)
         store = Store(f"sqlite:///{tmp / 'bench.db'}")
         started = time.perf_counter()
-        total = generate(store, args.episodes, args.steps, args.prompt_cap)
+        total = generate(store, args.episodes, args.steps)
         report = {"store_steps": total, "store_bytes": (tmp / "bench.db").stat().st_size,
                   "generate_seconds": round(time.perf_counter() - started, 1), "exports": []}
         for fmt in args.formats.split(","):

@@ -318,7 +318,8 @@ def _step_row(episode_id: int, step: StepRecord) -> Step:
         prefix_ok=step.prefix_ok, prefix_divergence=step.prefix_divergence,
     )
     if completion is not None:
-        row.prompt_token_ids, row.completion_token_ids = completion.prompt_token_ids, completion.completion_token_ids
+        row.prompt_offset, row.prompt_delta_ids = step.prompt_offset, completion.prompt_token_ids[step.prompt_offset :]
+        row.completion_token_ids = completion.completion_token_ids
         row.logprobs, row.finish_reason = completion.logprobs, completion.finish_reason
         row.prompt_tokens, row.completion_tokens = completion.prompt_tokens, completion.completion_tokens
         row.cached_tokens, row.llm_seconds = completion.cached_tokens, round(completion.seconds, 4)

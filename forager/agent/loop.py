@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field
 
 from forager.agent.formats import format_error_message, observation_text
 from forager.agent.policy import Decision, Policy
-from forager.llm.client import ContextExceeded, LLMError, prefix_check
+from forager.llm.client import ContextExceeded, LLMError
+from forager.llm.tokens import prefix_check
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import ToolCall, ToolResult
 
@@ -53,6 +54,7 @@ class StepRecord(BaseModel):
     result: ToolResult | None = None
     prefix_ok: bool | None = None
     prefix_divergence: int | None = None
+    prompt_offset: int = 0  # leading prompt tokens that are the previous call's prompt + completion
 
 
 class EpisodeOutcome(BaseModel):
@@ -117,6 +119,7 @@ def run_episode(
             context_used = completion.prompt_tokens + completion.completion_tokens
             if previous is not None and completion.prompt_token_ids:
                 step.prefix_ok, step.prefix_divergence = prefix_check(*previous, completion.prompt_token_ids)
+                step.prompt_offset = len(previous[0]) + len(previous[1]) if step.prefix_ok else 0
             previous = (completion.prompt_token_ids, completion.completion_token_ids)
         outcome.turns = turn + 1
         turns_left = limits.max_turns - turn - 1

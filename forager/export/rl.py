@@ -29,9 +29,10 @@ from forager.export.common import (
     outcome,
     provenance,
 )
+from forager.llm.tokens import full_prompts
 from forager.store.stream import EpisodeBundle
 
-STEP_COLUMNS = ("index", "prompt_token_ids", "completion_token_ids", "logprobs", "prefix_ok", "finish_reason")
+STEP_COLUMNS = ("index", "prompt_offset", "prompt_delta_ids", "completion_token_ids", "logprobs", "prefix_ok", "finish_reason")
 
 SCHEMA = pa.schema([
     *IDS_SCHEMA, pa.field("prompt_ids", pa.list_(pa.int32())), pa.field("response_ids", pa.list_(pa.int32())),
@@ -44,7 +45,8 @@ SCHEMA = pa.schema([
 
 
 def has_tokens(bundle: EpisodeBundle) -> bool:
-    return bool(bundle.steps) and all(step.prompt_token_ids and step.completion_token_ids for step in bundle.steps)
+    return bool(bundle.steps) and all(
+        (step.prompt_offset or step.prompt_delta_ids) and step.completion_token_ids for step in bundle.steps)
 
 
 def sampled_logprobs(step) -> list[float]:
@@ -61,9 +63,14 @@ def rl_row(bundle: EpisodeBundle) -> dict | None:
     response: list[int] = []
     mask: list[int] = []
     logprobs: list[float] = []
-    for previous, step in zip([None, *steps], steps, strict=False):
+    prompts: list[list[int]] | None = None  # whole prompts, rebuilt only for an episode with a prefix break
+    for position, (previous, step) in enumerate(zip([None, *steps], steps, strict=False)):
         if previous is not None:
-            environment = step.prompt_token_ids[len(previous.prompt_token_ids) + len(previous.completion_token_ids):]
+            if step.prompt_offset:
+                environment = step.prompt_delta_ids
+            else:
+                prompts = prompts or full_prompts(steps)
+                environment = prompts[position][len(prompts[position - 1]) + len(previous.completion_token_ids):]
             response += environment
             mask += [0] * len(environment)
             logprobs += [0.0] * len(environment)
@@ -74,7 +81,7 @@ def rl_row(bundle: EpisodeBundle) -> dict | None:
     rewards = [0.0] * len(response)
     rewards[-1] = episode.reward or 0.0  # the response always ends with the last sampled completion
     return {
-        **ids(bundle), "prompt_ids": steps[0].prompt_token_ids, "response_ids": response, "loss_mask": mask,
+        **ids(bundle), "prompt_ids": steps[0].prompt_delta_ids, "response_ids": response, "loss_mask": mask,
         "logprobs": logprobs, "rewards": rewards, **outcome(bundle),
         "excluded": episode.exit_reason in EXCLUDED_EXIT_REASONS,
         "prefix_consistent": all(step.prefix_ok is not False for step in steps),

@@ -10,9 +10,10 @@ import pyarrow as pa
 
 from forager.export.common import IDS_SCHEMA, PROVENANCE_FIELD, ids, json_text, provenance
 from forager.export.rl import has_tokens, sampled_logprobs
+from forager.llm.tokens import full_prompts
 from forager.store.stream import EpisodeBundle
 
-STEP_COLUMNS = ("index", "prompt_token_ids", "completion_token_ids", "logprobs", "finish_reason", "cached_tokens",
+STEP_COLUMNS = ("index", "prompt_offset", "prompt_delta_ids", "completion_token_ids", "logprobs", "finish_reason", "cached_tokens",
                 "llm_seconds", "prefix_ok", "model_text", "tool", "arguments", "format_error", "observation",
                 "output_bytes", "truncated", "exit_code", "timed_out", "env_seconds", "reward", "done")
 
@@ -34,8 +35,9 @@ def step_rows(bundle: EpisodeBundle) -> list[dict]:
         return []
     shared = {**ids(bundle), "provenance": provenance(bundle)}
     last = len(bundle.steps) - 1
+    prompts = full_prompts(bundle.steps)
     return [
-        {**shared, "step": step.index, "prompt_ids": step.prompt_token_ids, "completion_ids": step.completion_token_ids,
+        {**shared, "step": step.index, "prompt_ids": prompts[position], "completion_ids": step.completion_token_ids,
          "logprobs": sampled_logprobs(step), "finish_reason": step.finish_reason, "cached_tokens": step.cached_tokens,
          "llm_seconds": step.llm_seconds, "prefix_ok": step.prefix_ok, "model_text": step.model_text, "tool": step.tool,
          "arguments": json_text(step.arguments), "format_error": step.format_error, "observation": step.observation,

@@ -83,21 +83,6 @@ def parse_completion(body: dict, seconds: float) -> Completion:
     )
 
 
-def prefix_check(previous_prompt: list[int], previous_completion: list[int], prompt: list[int]) -> tuple[bool, int | None]:
-    """Does `prompt` start with the previous call's prompt + completion? (ok, first differing index)
-
-    With an append-only history this holds unless the chat template re-tokenises the model's earlier
-    reply differently from how it was sampled: the place where it breaks is what a trainer must know.
-    """
-    expected = previous_prompt + previous_completion
-    for index, (want, got) in enumerate(zip(expected, prompt, strict=False)):
-        if want != got:
-            return False, index
-    if len(prompt) < len(expected):
-        return False, len(prompt)
-    return True, None
-
-
 def is_context_error(status: int, text: str) -> bool:
     return status == 400 and any(word in text.lower() for word in _CONTEXT_WORDS)
 

@@ -199,7 +199,10 @@ class Step(SQLModel, table=True):
     tool: str | None = None
     arguments: dict = Field(default_factory=dict, sa_column=Column(JSON))
     format_error: str | None = Field(default=None, sa_column=Column(Text))
-    prompt_token_ids: list = Field(default_factory=list, sa_column=Column(JSON))
+    # the call's prompt: its first `prompt_offset` tokens are the previous call's prompt + completion, then
+    # these (llm/tokens.py full_prompts rebuilds whole prompts); the offset is 0 when the prompt is stored whole
+    prompt_offset: int = 0
+    prompt_delta_ids: list = Field(default_factory=list, sa_column=Column(JSON))
     completion_token_ids: list = Field(default_factory=list, sa_column=Column(JSON))
     logprobs: list = Field(default_factory=list, sa_column=Column(JSON))
     finish_reason: str | None = None

@@ -24,6 +24,7 @@ from forager.collect import CollectConfig, Collector
 from forager.config import Settings
 from forager.example_repo import materialise
 from forager.llm.client import Sampling
+from forager.llm.tokens import full_prompts
 from forager.models import RepoRef
 from forager.sandbox.models import SandboxLimits
 from forager.store import Store
@@ -110,14 +111,15 @@ def test_tiny_model_episodes_capture_tokens_and_check_prefixes(env, vllm_server)
         for step in steps:
             assert re.fullmatch(r"<tool: bash>\n(ls|pwd|git status --short)\n</tool>", step.model_text)
             assert step.tool == "bash" and step.exit_code == 0
-            assert step.prompt_token_ids and step.completion_token_ids
+            assert step.prompt_delta_ids and step.completion_token_ids
             assert len(step.logprobs) == len(step.completion_token_ids)
-            assert step.prompt_tokens == len(step.prompt_token_ids)
+            assert step.prompt_tokens == step.prompt_offset + len(step.prompt_delta_ids)
         # tokens in, tokens out: each prompt is the previous prompt + the completion as sampled + new tokens
+        # (so each step stores only the tokens its prompt adds: the store grows linearly, not quadratically)
         assert steps[0].prefix_ok is None and [s.prefix_ok for s in steps[1:]] == [True, True]
-        for before, after in zip(steps, steps[1:], strict=False):
-            sampled = before.prompt_token_ids + before.completion_token_ids
-            assert after.prompt_token_ids[: len(sampled)] == sampled
+        prompts = full_prompts(steps)
+        for index in (1, 2):
+            assert steps[index].prompt_offset == len(prompts[index - 1]) + len(steps[index - 1].completion_token_ids)
     stored = store.run_by_name(run.name)
     assert stored.config["exact_tokens"] and stored.versions["llm_server"]
     assert summary.prefix_breaks == 0 and summary.cached_tokens > 0  # append-only prompts hit the prefix cache
@@ -137,10 +139,12 @@ def test_server_rendered_prompts_record_where_tokens_drift(env, vllm_server):
     assert all(s.prefix_ok is not None for s in steps[1:])
     broken = [s for s in steps if s.prefix_ok is False]
     assert summary.prefix_breaks == len(broken) > 0  # measured on vLLM 0.32 with this tokenizer: every turn drifts
-    for step in broken:
+    prompts = full_prompts(steps)
+    for step in broken:  # stored whole, and the divergence is where the re-rendered prompt differs
         previous = steps[step.index - 1]
         at = step.prefix_divergence
-        assert (previous.prompt_token_ids + previous.completion_token_ids)[at] != step.prompt_token_ids[at]
+        assert step.prompt_offset == 0 and len(step.prompt_delta_ids) == step.prompt_tokens
+        assert (prompts[step.index - 1] + previous.completion_token_ids)[at] != prompts[step.index][at]
 
 
 @pytest.mark.parametrize(

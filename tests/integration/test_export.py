@@ -22,6 +22,7 @@ from forager.example_repo import materialise
 from forager.export.common import history
 from forager.export.run import ExportRequest, export
 from forager.llm.client import Sampling
+from forager.llm.tokens import full_prompts
 from forager.models import RepoRef
 from forager.store import Store
 from forager.store.stream import EpisodeFilters, stream_bundles
@@ -111,7 +112,8 @@ def test_rl_token_ids_are_the_ones_the_server_returned(collected, tmp_path, suff
     assert len(rows) == len(store.episodes(llm.id)) == 2
     for row in rows:
         steps = store.steps(row["episode_id"])
-        assert row["prompt_ids"] == steps[0].prompt_token_ids
+        prompts = full_prompts(steps)
+        assert row["prompt_ids"] == prompts[0]
         mask, response = row["loss_mask"], row["response_ids"]
         assert len(response) == len(mask) == len(row["logprobs"]) == len(row["rewards"])
         assert [t for t, m in zip(response, mask, strict=True) if m] == [t for s in steps for t in s.completion_token_ids]
@@ -122,7 +124,7 @@ def test_rl_token_ids_are_the_ones_the_server_returned(collected, tmp_path, suff
         assert row["excluded"] and row["exit_reason"] == "max_turns"
         assert row["prefix_consistent"] == all(s.prefix_ok is not False for s in steps)
         if row["prefix_consistent"]:  # the whole trajectory is exactly the last call's context
-            assert row["prompt_ids"] + response == steps[-1].prompt_token_ids + steps[-1].completion_token_ids
+            assert row["prompt_ids"] + response == prompts[-1] + steps[-1].completion_token_ids
 
 
 def test_steps_rows_carry_each_calls_ids(collected, tmp_path):
@@ -131,8 +133,9 @@ def test_steps_rows_carry_each_calls_ids(collected, tmp_path):
     export(store, ExportRequest(format="steps", out=out, filters=EpisodeFilters(run=llm.name)))
     rows, _frame = _load(out)
     for row in rows:
-        step = store.steps(row["episode_id"])[row["step"]]
-        assert row["prompt_ids"] == step.prompt_token_ids and row["completion_ids"] == step.completion_token_ids
+        steps = store.steps(row["episode_id"])
+        step = steps[row["step"]]
+        assert row["prompt_ids"] == full_prompts(steps)[row["step"]] and row["completion_ids"] == step.completion_token_ids
         assert row["tool"] == "bash" and row["observation"] == step.observation and row["done"] == step.done
 
 

@@ -87,7 +87,7 @@ def _episodes_round_trip(store: Store) -> None:
     gone.wait()  # a pid that no longer runs: its worker is dead
     dead_worker = f"{socket.gethostname()}:{gone.pid}"
     first = store.claim_episode(run.id, task_ids, worker=dead_worker)
-    store.record_step(Step(episode_id=first.id, index=0, model_text="a", prompt_token_ids=[1, 2]), turns=1)
+    store.record_step(Step(episode_id=first.id, index=0, model_text="a", prompt_delta_ids=[1, 2]), turns=1)
     store.record_step(Step(episode_id=first.id, index=1, model_text="b"), turns=2)
     assert [s.index for s in store.steps(first.id)] == [0, 1]
 

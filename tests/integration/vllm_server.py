@@ -12,6 +12,11 @@ from forager.serve import VllmError, VllmServer, is_vllm_installed
 
 TINY_MODEL_NAME = "tiny-cwm"
 TINY_MAX_MODEL_LEN = 2048
+# why: vLLM rejects `tools` with tool_choice "auto" unless a tool parser is configured. Hermes reads
+# `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` out of the completion text (no special
+# tokens needed outside streaming); requests without `tools` (the cwm format) never reach it.
+TOOL_PARSER = "hermes"
+TOOL_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser", TOOL_PARSER)
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +32,7 @@ def vllm_server(tmp_path_factory):
         served_name=TINY_MODEL_NAME,
         max_model_len=TINY_MAX_MODEL_LEN,
         enforce_eager=True,  # why: torch.compile would add ~40 s to each start on the CPU
+        extra=TOOL_FLAGS,  # one server for both tool formats
         log_path=root / "vllm.log",
         startup_timeout=300,
     )

@@ -18,7 +18,8 @@ from forager.agent.formats import (
 )
 from forager.agent.policy import OraclePolicy, oracle_plan
 from forager.agent.prompts import opening_messages
-from forager.llm.client import is_context_error, parse_completion, prefix_check
+from forager.llm.client import is_context_error, parse_completion
+from forager.llm.tokens import full_prompts, prefix_check
 from forager.sandbox.models import ToolCall, ToolResult
 
 EDIT = "I will fix it.\n<tool: edit>\nsrc/a.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n>>>>>>> REPLACE\n</tool>"
@@ -118,6 +119,16 @@ def test_prefix_check_finds_the_first_divergence():
     assert prefix_check([1, 2], [3, 4], [1, 2, 3, 4, 5, 6]) == (True, None)
     assert prefix_check([1, 2], [3, 4], [1, 2, 3, 9, 5]) == (False, 3)
     assert prefix_check([1, 2], [3, 4], [1, 2]) == (False, 2)
+
+
+def test_full_prompts_rebuild_whole_prompts_from_deltas():
+    from types import SimpleNamespace as Step
+
+    steps = [Step(prompt_offset=0, prompt_delta_ids=[1, 2], completion_token_ids=[3]),
+             Step(prompt_offset=3, prompt_delta_ids=[4], completion_token_ids=[5, 6]),
+             Step(prompt_offset=0, prompt_delta_ids=[1, 2, 9, 4, 5], completion_token_ids=[7]),  # a break: stored whole
+             Step(prompt_offset=6, prompt_delta_ids=[8], completion_token_ids=[])]
+    assert full_prompts(steps) == [[1, 2], [1, 2, 3, 4], [1, 2, 9, 4, 5], [1, 2, 9, 4, 5, 7, 8]]
 
 
 def test_parse_completion_reads_vllm_token_fields():

@@ -15,6 +15,7 @@ from forager.export.sft import SCHEMA as SFT_SCHEMA
 from forager.export.sft import SftOptions, sft_row
 from forager.export.steps import step_rows
 from forager.export.writer import open_writer
+from forager.llm.tokens import full_prompts
 from forager.store import Episode, Run, Step, Task
 from forager.store.stream import EpisodeBundle
 
@@ -23,12 +24,13 @@ TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {"type"
 
 
 def _step(index: int, command: str, *, prompt: list[int], completion: list[int], prefix_ok=None, reward=0.0,
-          format_error=None) -> Step:
+          format_error=None, offset: int = 0) -> Step:
+    """`prompt` is the call's whole prompt; the step stores it as the store does: tokens after `offset`."""
     text = f"Looking.\n<tool: bash>\n{command}\n</tool>"
     return Step(
         episode_id=1, index=index, model_text=text, assistant_message={"role": "assistant", "content": text},
         tool=None if format_error else "bash", arguments={} if format_error else {"command": command},
-        format_error=format_error, prompt_token_ids=prompt, completion_token_ids=completion,
+        format_error=format_error, prompt_offset=offset, prompt_delta_ids=prompt[offset:], completion_token_ids=completion,
         logprobs=[-0.5] * len(completion), prefix_ok=prefix_ok, completion_tokens=len(completion),
         observation_message=({"role": "user", "content": "<format_error>\nbad\n</format_error>"} if format_error
                              else {"role": "tool", "name": "bash", "content": f"<output>\nran {command}\n</output>"}),
@@ -42,7 +44,7 @@ def _bundle(steps: list[Step], *, policy="llm", episode_id=1, repo="ledger", rew
               tool_format=tool_format, sampling={"temperature": 1.0}, versions={"forager": "0.1.0"})
     episode = Episode(id=episode_id, run_id=1, task_id=1, status="finished", exit_reason=exit_reason, reward=reward,
                       resolved=reward > 0, patch="diff --git a/x b/x\n", messages=OPENING, tools=TOOLS,
-                      turns=len(steps), prompt_tokens=len(steps[-1].prompt_token_ids) if steps else 0)
+                      turns=len(steps), prompt_tokens=len(full_prompts(steps)[-1]) if steps else 0)
     task = Task(id=1, instance_id="ledger__mutate-abc", kind="mutate-fix", repo_id=1, family="operators")
     return EpisodeBundle(run=run, episode=episode, task=task, repo=repo, image_tag="forager-env/ledger:1", steps=steps)
 
@@ -50,8 +52,9 @@ def _bundle(steps: list[Step], *, policy="llm", episode_id=1, repo="ledger", rew
 # prompt 0 = [1,2,3]; reply [10,11]; environment adds [20,21,22]; reply [12]; environment adds [23]; reply [13,14]
 CONSISTENT = [
     _step(0, "ls", prompt=[1, 2, 3], completion=[10, 11]),
-    _step(1, "pwd", prompt=[1, 2, 3, 10, 11, 20, 21, 22], completion=[12], prefix_ok=True),
-    _step(2, "git status", prompt=[1, 2, 3, 10, 11, 20, 21, 22, 12, 23], completion=[13, 14], prefix_ok=True, reward=-1.0),
+    _step(1, "pwd", prompt=[1, 2, 3, 10, 11, 20, 21, 22], completion=[12], prefix_ok=True, offset=5),
+    _step(2, "git status", prompt=[1, 2, 3, 10, 11, 20, 21, 22, 12, 23], completion=[13, 14], prefix_ok=True, reward=-1.0,
+          offset=9),
 ]
 
 
@@ -59,7 +62,7 @@ def test_rl_response_is_completions_and_environment_tokens_with_aligned_masks():
     row = rl_row(_bundle(CONSISTENT))
     assert row["prompt_ids"] == [1, 2, 3]
     assert row["response_ids"] == [10, 11, 20, 21, 22, 12, 23, 13, 14]
-    assert row["prompt_ids"] + row["response_ids"] == CONSISTENT[-1].prompt_token_ids + CONSISTENT[-1].completion_token_ids
+    assert row["prompt_ids"] + row["response_ids"] == full_prompts(CONSISTENT)[-1] + CONSISTENT[-1].completion_token_ids
     assert row["loss_mask"] == [1, 1, 0, 0, 0, 1, 0, 1, 1]
     assert row["logprobs"] == [-0.5, -0.5, 0.0, 0.0, 0.0, -0.5, 0.0, -0.5, -0.5]
     assert row["rewards"] == [0.0] * 8 + [-1.0]
@@ -84,7 +87,7 @@ def test_rl_has_no_row_without_token_ids():
 def test_step_rows_one_per_call_with_reward_on_the_last():
     rows = step_rows(_bundle(CONSISTENT))
     assert [r["step"] for r in rows] == [0, 1, 2] and [r["is_last"] for r in rows] == [False, False, True]
-    assert rows[1]["prompt_ids"] == CONSISTENT[1].prompt_token_ids and rows[2]["reward"] == -1.0
+    assert rows[1]["prompt_ids"] == [1, 2, 3, 10, 11, 20, 21, 22] and rows[2]["reward"] == -1.0
     assert json.loads(rows[0]["arguments"]) == {"command": "ls"}
 
 
