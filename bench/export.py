@@ -78,7 +78,7 @@ def generate(store: Store, episodes: int, steps: int, seed: int = 0) -> int:
                         arguments={"command": "grep -n x src/x.py"}, prompt_offset=offset, prompt_delta_ids=delta,
                         completion_token_ids=completion, logprobs=[-rng.random() for _ in completion],
                         finish_reason="stop", prompt_tokens=offset + len(delta), completion_tokens=200, prefix_ok=index > 0 or None,
-                        observation_message={"role": "tool", "name": "bash", "content": observation},
+                        observation_messages=[{"role": "tool", "name": "bash", "content": observation}],
                         observation=observation, raw_output=observation[9:-10], output_bytes=2000, exit_code=0,
                         reward=row["reward"] if index == steps - 1 else 0.0,
                         done=index == steps - 1,

@@ -17,6 +17,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -163,7 +164,7 @@ class Collector:
             config={**config.model_dump(mode="json"), "tasks": [t.instance_id for t in tasks],
                     "exact_tokens": self.exact_tokens,
                     "max_model_len": model_info.get("max_model_len")},
-            versions=versions,
+            versions=versions, chat_template_sha256=_chat_template_sha256(model_info.get("root")),
         )
         if model_info.get("max_model_len"):
             # why: the server's context is the real limit; the budget shown to the model must not promise more
@@ -188,7 +189,10 @@ class Collector:
         running: dict[Future, Episode] = {}
         exhausted = False
 
-        with ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="episode") as workers, \
+        # why: removing a container takes ~0.5 s; done aside, it neither holds a worker nor counts in the episode
+        # (it is the outermost pool, so it is shut down last, after every episode handed it a sandbox)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="close") as self._closer, \
+                ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="episode") as workers, \
                 ThreadPoolExecutor(max_workers=max(warm, 1), thread_name_prefix="warm") as starters:
 
             def claim() -> bool:
@@ -284,7 +288,7 @@ class Collector:
                 return  # left `running`: the next collect restarts it cleanly
         finally:
             if sandbox is not None:
-                sandbox.close()
+                self._closer.submit(sandbox.close)
         grade = None
         if outcome.exit_reason == ExitReason.submitted and outcome.patch:
             self.on_event(episode.id, "grading")
@@ -309,12 +313,27 @@ class Collector:
         self.on_event(episode.id, f"done: {mark}")
 
 
+def _chat_template_sha256(model_root: str | None) -> str | None:
+    """The served model's chat template, hashed, when the model is a local directory (provenance of prompts)."""
+    if not model_root or not Path(model_root).is_dir():
+        return None
+    root = Path(model_root)
+    template = root / "chat_template.jinja"
+    if template.is_file():
+        return hashlib.sha256(template.read_bytes()).hexdigest()
+    config = root / "tokenizer_config.json"
+    if config.is_file():
+        text = json.loads(config.read_text()).get("chat_template")
+        return hashlib.sha256(json.dumps(text).encode()).hexdigest() if text else None
+    return None
+
+
 def _step_row(episode_id: int, step: StepRecord) -> Step:
     decision, result, completion = step.decision, step.result, step.decision.completion
     row = Step(
         episode_id=episode_id, index=step.index, model_text=decision.text, assistant_message=decision.assistant_message,
         tool=decision.call.name if decision.call else None, arguments=decision.call.arguments if decision.call else {},
-        format_error=decision.format_error, observation_message=step.observation_message, observation=step.observation,
+        format_error=decision.format_error, observation_messages=step.observation_messages, observation=step.observation,
         prefix_ok=step.prefix_ok, prefix_divergence=step.prefix_divergence,
     )
     if completion is not None:

@@ -9,8 +9,8 @@ must be sized explicitly or start-up refuses.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import importlib.util
+import json
 import os
 import signal
 import socket

@@ -181,6 +181,7 @@ class ToolFormat(Protocol):
     def parse(self, text: str, tool_calls: list[dict] | None) -> Parsed: ...
     def assistant_message(self, text: str, tool_calls: list[dict] | None) -> dict: ...
     def observation_message(self, call: ToolCall, text: str, tool_calls: list[dict] | None) -> dict: ...
+    def error_messages(self, error: str, tool_calls: list[dict] | None) -> list[dict]: ...
     def request_tools(self, command_timeout: int) -> list[dict] | None: ...
 
 
@@ -196,6 +197,9 @@ class CwmFormat:
     def observation_message(self, call: ToolCall, text: str, tool_calls: list[dict] | None) -> dict:
         # why: CWM's template renders role "tool" with its name as the `tool: NAME` header
         return {"role": "tool", "name": call.name, "content": text}
+
+    def error_messages(self, error: str, tool_calls: list[dict] | None) -> list[dict]:
+        return [format_error_message(error)]
 
     def request_tools(self, command_timeout: int) -> list[dict] | None:
         return None  # the tools are described in the system prompt
@@ -216,6 +220,15 @@ class OpenAIFormat:
     def observation_message(self, call: ToolCall, text: str, tool_calls: list[dict] | None) -> dict:
         call_id = (tool_calls or [{}])[0].get("id") or "call_0"
         return {"role": "tool", "tool_call_id": call_id, "name": call.name, "content": text}
+
+    def error_messages(self, error: str, tool_calls: list[dict] | None) -> list[dict]:
+        """Every call the reply made gets an answer (strict servers reject a history with unanswered calls)."""
+        if not tool_calls:
+            return [format_error_message(error)]
+        content = f"<format_error>\n{error}\n</format_error>"
+        return [{"role": "tool", "tool_call_id": call.get("id") or f"call_{index}",
+                 "name": (call.get("function") or {}).get("name") or "", "content": content}
+                for index, call in enumerate(tool_calls)]
 
     def request_tools(self, command_timeout: int) -> list[dict] | None:
         return tool_schemas(command_timeout)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from forager.agent.formats import format_error_message, observation_text
+from forager.agent.formats import observation_text
 from forager.agent.policy import Decision, Policy
 from forager.llm.client import ContextExceeded, LLMError
 from forager.llm.tokens import prefix_check
@@ -49,7 +49,7 @@ class StepRecord(BaseModel):
 
     index: int
     decision: Decision
-    observation_message: dict
+    observation_messages: list[dict]
     observation: str
     result: ToolResult | None = None
     prefix_ok: bool | None = None
@@ -109,7 +109,7 @@ def run_episode(
         except LLMError as exc:
             return end(ExitReason.llm_error, str(exc))
 
-        step = StepRecord(index=turn, decision=decision, observation_message={}, observation="")
+        step = StepRecord(index=turn, decision=decision, observation_messages=[], observation="")
         completion = decision.completion
         if completion is not None:
             outcome.llm_seconds += completion.seconds
@@ -129,7 +129,7 @@ def run_episode(
         if call is None:
             format_errors += 1
             step.observation = decision.format_error or "no tool call"
-            step.observation_message = format_error_message(step.observation)
+            step.observation_messages = policy.format.error_messages(step.observation, decision.tool_calls)
         else:
             format_errors = 0
             try:
@@ -142,8 +142,9 @@ def run_episode(
             outcome.env_seconds += result.seconds
             step.result = result
             step.observation = observation_text(result.output, turns_left, tokens_after)
-            step.observation_message = policy.format.observation_message(call, step.observation, decision.tool_calls)
-        history += [decision.assistant_message, step.observation_message]
+            step.observation_messages = [
+                policy.format.observation_message(call, step.observation, decision.tool_calls)]
+        history += [decision.assistant_message, *step.observation_messages]
         record(step)
         if call is not None and call.name == "submit" and step.result is not None and not step.result.error:
             outcome.patch = step.result.patch

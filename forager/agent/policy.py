@@ -67,8 +67,12 @@ class LLMPolicy:
         else:
             completion = self.client.chat(messages, sampling, self.tools)
         parsed = self.format.parse(completion.text, completion.tool_calls)
+        raw = completion.text
+        if completion.tool_calls and completion.completion_token_ids:
+            # why: the server parsed the calls out of the text; the store keeps what the model wrote
+            raw = self.client.detokenize(completion.completion_token_ids) or raw
         return Decision(
-            text=completion.text, assistant_message=self.format.assistant_message(completion.text, completion.tool_calls),
+            text=raw, assistant_message=self.format.assistant_message(completion.text, completion.tool_calls),
             call=parsed.call, format_error=parsed.error, tool_calls=completion.tool_calls, completion=completion,
         )
 

@@ -71,8 +71,7 @@ def history(bundle: EpisodeBundle) -> list[dict]:
     messages = list(bundle.episode.messages)
     for step in bundle.steps:
         messages.append(step.assistant_message)
-        if step.observation_message:
-            messages.append(step.observation_message)
+        messages.extend(step.observation_messages)
     return messages
 
 

@@ -32,7 +32,7 @@ from forager.export.common import (
 from forager.store.stream import EpisodeBundle
 
 BEGIN, START, END, EOT = "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"
-STEP_COLUMNS = ("assistant_message", "observation_message", "completion_tokens")
+STEP_COLUMNS = ("assistant_message", "observation_messages", "completion_tokens")
 
 SEGMENT = pa.struct([("role", pa.string()), ("start", pa.int64()), ("end", pa.int64()), ("loss", pa.bool_())])
 SCHEMA = pa.schema([*IDS_SCHEMA, pa.field("text", pa.string()), pa.field("segments", pa.list_(SEGMENT)),

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from forager.export.common import IDS_SCHEMA, OUTCOME_SCHEMA, PROVENANCE_FIELD, ids, json_text, outcome, provenance
 from forager.store.stream import EpisodeBundle
 
-STEP_COLUMNS = ("index", "assistant_message", "observation_message", "tool", "arguments", "format_error",
+STEP_COLUMNS = ("index", "assistant_message", "observation_messages", "tool", "arguments", "format_error",
                 "completion_tokens")
 
 TOOL_CALL = pa.struct([("id", pa.string()), ("type", pa.string()),
@@ -44,12 +44,10 @@ def sft_row(bundle: EpisodeBundle, options: SftOptions = SftOptions()) -> dict:
             text = step.assistant_message.get("content") or ""
             messages.append({"role": "assistant", "content": text[: text.find("<tool:")].strip() or None,
                              "tool_calls": [_tool_call(call_id, step.tool, step.arguments)], "train": train})
-            if step.observation_message:
-                messages.append({**step.observation_message, "tool_call_id": call_id, "train": False})
+            messages += [{**message, "tool_call_id": call_id, "train": False} for message in step.observation_messages]
             continue
         messages.append({**_openai_calls(step.assistant_message), "train": train})
-        if step.observation_message:
-            messages.append({**step.observation_message, "train": False})
+        messages += [{**message, "train": False} for message in step.observation_messages]
     return {
         **ids(bundle), "messages": messages, "tools": json_text(bundle.episode.tools), **outcome(bundle),
         "patch": bundle.episode.patch or "", "n_format_errors": sum(step.format_error is not None for step in bundle.steps),

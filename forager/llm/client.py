@@ -136,6 +136,14 @@ class ChatClient:
         body = {"model": self.model, "messages": messages, "add_generation_prompt": add_generation_prompt}
         return self._post("/tokenize", body, root=True, parse=lambda payload, _s: payload["tokens"])
 
+    def detokenize(self, token_ids: list[int]) -> str | None:
+        """Token ids back to text (vLLM's /detokenize); None where the server has no such endpoint."""
+        try:
+            response = self.http.post(f"{self.root}/detokenize", json={"model": self.model, "tokens": token_ids})
+        except httpx.HTTPError:
+            return None
+        return response.json().get("prompt") if response.status_code == 200 else None
+
     def supports_tokens(self) -> bool:
         """Whether the server has vLLM's /tokenize (so prompts can be sent as exact token ids)."""
         try:

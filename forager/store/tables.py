@@ -214,7 +214,8 @@ class Step(SQLModel, table=True):
     prefix_ok: bool | None = None
     prefix_divergence: int | None = None  # first token index where they differ
     # the environment's side
-    observation_message: dict = Field(default_factory=dict, sa_column=Column(JSON))  # as appended to the history
+    # as appended to the history: one message, or one per tool call a malformed OpenAI reply made
+    observation_messages: list = Field(default_factory=list, sa_column=Column(JSON))
     observation: str = Field(default="", sa_column=Column(Text))  # the text shown to the model
     raw_output: str = Field(default="", sa_column=Column(Text))  # up to the stored cap
     output_bytes: int = 0

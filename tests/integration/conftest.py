@@ -98,3 +98,41 @@ def run_cli(*args: str, settings: Settings, check: bool = False) -> subprocess.C
     if check and proc.returncode != 0:
         raise AssertionError(f"forager {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def module_settings(root: Path, image_prefix: str = TEST_IMAGE_PREFIX) -> Settings:
+    """Settings of a test module's own store, cache and overrides under `root`."""
+    return Settings(
+        db=f"sqlite:///{root / 'store.db'}", cache_dir=root / "cache", base_image=BASE_IMAGE, python_versions=["3.11"],
+        test_timeout=300, overrides_dir=root / "overrides", image_prefix=image_prefix, jobs=2,
+    )
+
+
+def example_tasks(root: Path, engine: Engine, *, mutate: int, mine: bool, image_prefix: str = TEST_IMAGE_PREFIX):
+    """The bundled example repository at `root`/ledger with `mutate` mutate-fix tasks (seed 0) and, with
+    `mine`, the issue-fix task mined from its fix commit; returns (settings, store, builder, repo, valid tasks)."""
+    from forager.example_repo import materialise
+    from forager.models import RepoRef
+    from forager.tasks.issues import TaskValidator
+    from forager.tasks.synthesize import MutateFixSynthesizer
+
+    settings = module_settings(root, image_prefix)
+    store = Store(settings.db)
+    builder = ImageBuilder(settings, store, engine)
+    repo = materialise(root / "ledger")
+    ref = RepoRef(url=str(repo))
+    report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=mutate, seed=0)
+    assert report.valid == mutate, report
+    if mine:
+        TaskValidator(settings, store, engine, builder).mine(ref, max_commits=5)
+    return settings, store, builder, repo, [task for task, _repo in store.tasks(valid=True)]
+
+
+def postgres_url() -> str:
+    """The test PostgreSQL server's URL; outside `make test` the test is skipped with the reason, in CI it fails."""
+    url = os.environ.get("FORAGER_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("FORAGER_TEST_POSTGRES is not set in CI; `make test` sets it and starts PostgreSQL")
+        pytest.skip(reason="FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
+    return url

@@ -19,19 +19,13 @@ import pytest
 
 from forager.agent.loop import EpisodeLimits
 from forager.build.engine import LABEL
-from forager.build.pipeline import ImageBuilder
 from forager.collect import CollectConfig, Collector
 from forager.config import Settings
-from forager.example_repo import materialise
 from forager.llm.client import Sampling
 from forager.llm.tokens import full_prompts
-from forager.models import RepoRef
 from forager.sandbox.models import SandboxLimits
-from forager.store import Store
-from forager.tasks.issues import TaskValidator
-from forager.tasks.synthesize import MutateFixSynthesizer
 
-from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, run_cli
+from .conftest import FORAGER, example_tasks, run_cli
 from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 QUICK = EpisodeLimits(max_turns=3, max_context_tokens=4096, time_limit=120)
@@ -40,19 +34,8 @@ QUICK = EpisodeLimits(max_turns=3, max_context_tokens=4096, time_limit=120)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, engine):
     """The example repository with two mutate-fix tasks and its mined issue-fix task, in one store."""
-    root = tmp_path_factory.mktemp("collect-env")
-    settings = Settings(
-        db=f"sqlite:///{root / 'store.db'}", cache_dir=root / "cache", base_image=BASE_IMAGE, python_versions=["3.11"],
-        test_timeout=300, overrides_dir=root / "overrides", image_prefix=TEST_IMAGE_PREFIX, jobs=2,
-    )
-    store = Store(settings.db)
-    builder = ImageBuilder(settings, store, engine)
-    repo = materialise(root / "ledger")
-    ref = RepoRef(url=str(repo))
-    report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=2, seed=0)
-    assert report.valid == 2, report
-    TaskValidator(settings, store, engine, builder).mine(ref, max_commits=5)
-    tasks = [t for t, _r in store.tasks(valid=True)]
+    settings, store, _builder, repo, tasks = example_tasks(tmp_path_factory.mktemp("collect-env"), engine,
+                                                           mutate=2, mine=True)
     assert {t.kind for t in tasks} == {"mutate-fix", "issue-fix"}
     return settings, store, engine, repo, tasks
 
@@ -168,7 +151,7 @@ def test_exit_reasons(env, vllm_server, regex, config, reason):
     if reason == "format_errors":
         steps = store.steps(episode.id)
         assert len(steps) == 3 and all(s.tool is None and "No tool call" in s.format_error for s in steps)
-        assert steps[0].observation_message["role"] == "user"
+        assert [m["role"] for m in steps[0].observation_messages] == ["user"]
     if regex.startswith("<tool: submit>"):  # nothing changed: submit refuses an empty diff and the episode goes on
         steps = store.steps(episode.id)
         assert len(steps) == 3 and all(s.tool == "submit" and s.tool_error for s in steps)

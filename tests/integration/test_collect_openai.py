@@ -16,17 +16,11 @@ import pytest
 
 from forager.agent.loop import EpisodeLimits
 from forager.build.engine import LABEL
-from forager.build.pipeline import ImageBuilder
 from forager.collect import CollectConfig, Collector
-from forager.config import Settings
-from forager.example_repo import materialise
 from forager.llm.client import Sampling
 from forager.llm.tokens import full_prompts
-from forager.models import RepoRef
-from forager.store import Store
-from forager.tasks.synthesize import MutateFixSynthesizer
 
-from .conftest import BASE_IMAGE, TEST_IMAGE_PREFIX
+from .conftest import TEST_IMAGE_PREFIX
 from .vllm_server import TOOL_PARSER, vllm_server  # noqa: F401 - the session fixture
 
 # why: its own prefix, removed when the module is done: another pytest session on the same engine removes
@@ -46,17 +40,8 @@ BASH_LS = hermes("bash", r'\{"command": "(ls|pwd|git status --short)"\}')
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, engine):
     """The example repository's image with one mutate-fix task, in its own store."""
-    root = tmp_path_factory.mktemp("collect-openai-env")
-    settings = Settings(
-        db=f"sqlite:///{root / 'store.db'}", cache_dir=root / "cache", base_image=BASE_IMAGE, python_versions=["3.11"],
-        test_timeout=300, overrides_dir=root / "overrides", image_prefix=IMAGE_PREFIX, jobs=2,
-    )
-    store = Store(settings.db)
-    builder = ImageBuilder(settings, store, engine)
-    repo = materialise(root / "ledger")
-    report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(RepoRef(url=str(repo)), count=1, seed=0)
-    assert report.valid == 1, report
-    tasks = [t for t, _r in store.tasks(valid=True)]
+    settings, store, _builder, _repo, tasks = example_tasks(tmp_path_factory.mktemp("collect-openai-env"), engine,
+                                                            mutate=1, mine=False, image_prefix=IMAGE_PREFIX)
     yield settings, store, engine, tasks
     for image in engine.client.images.list():
         for tag in image.tags:
@@ -108,11 +93,12 @@ def test_openai_tool_calls_round_trip(env, vllm_server):  # noqa: F811
             assert call["type"] == "function" and call["id"]
             assert call["function"]["name"] == "bash"
             assert call["function"]["arguments"] == f'{{"command": "{step.arguments["command"]}"}}'
-            observation = step.observation_message
+            [observation] = step.observation_messages
             assert observation["role"] == "tool" and observation["tool_call_id"] == call["id"]
             assert observation["name"] == "bash" and observation["content"] == step.observation
             assert "<output>" in step.observation and "Remaining turns" in step.observation
             assert step.finish_reason == "tool_calls"
+            assert "<tool_call>" in step.model_text  # the raw text the server parsed the call from
             assert step.prompt_delta_ids and step.completion_token_ids
             assert len(step.logprobs) == len(step.completion_token_ids)
             assert step.prompt_tokens == step.prompt_offset + len(step.prompt_delta_ids)
@@ -153,7 +139,11 @@ def test_malformed_calls_are_format_errors(env, vllm_server, regex, error):  # n
     assert len(steps) == 3
     for step in steps:
         assert step.tool is None and error in step.format_error, step.format_error
-        assert step.observation_message["role"] == "user" and error in step.observation_message["content"]
+        calls = step.assistant_message.get("tool_calls") or []
+        # every call the reply made is answered with the error; a reply with no call gets a user message
+        assert [m["role"] for m in step.observation_messages] == (["tool"] * len(calls) or ["user"])
+        assert [m.get("tool_call_id") for m in step.observation_messages] == ([c["id"] for c in calls] or [None])
+        assert all(error in m["content"] for m in step.observation_messages)
         assert step.completion_token_ids and step.exit_code is None
         if error == "No tool call found":
             assert "tool_calls" not in step.assistant_message and step.assistant_message["content"] == step.model_text

@@ -15,21 +15,15 @@ import pytest
 from transformers import AutoTokenizer
 
 from forager.agent.loop import EpisodeLimits
-from forager.build.pipeline import ImageBuilder
 from forager.collect import CollectConfig, Collector
 from forager.config import Settings
-from forager.example_repo import materialise
 from forager.export.common import history
 from forager.export.run import ExportRequest, export
 from forager.llm.client import Sampling
 from forager.llm.tokens import full_prompts
-from forager.models import RepoRef
-from forager.store import Store
 from forager.store.stream import EpisodeFilters, stream_bundles
-from forager.tasks.issues import TaskValidator
-from forager.tasks.synthesize import MutateFixSynthesizer
 
-from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX
+from .conftest import FORAGER
 from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 FORMATS = ("sft", "rl", "cwm", "steps", "swebench-preds")
@@ -38,17 +32,8 @@ FORMATS = ("sft", "rl", "cwm", "steps", "swebench-preds")
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory, engine, vllm_server):  # noqa: F811
     """One store: an oracle run (2 attempts per task) and a tiny-model run (2 tasks, 3 turns each)."""
-    root = tmp_path_factory.mktemp("export-env")
-    settings = Settings(
-        db=f"sqlite:///{root / 'store.db'}", cache_dir=root / "cache", base_image=BASE_IMAGE, python_versions=["3.11"],
-        test_timeout=300, overrides_dir=root / "overrides", image_prefix=TEST_IMAGE_PREFIX, jobs=2,
-    )
-    store = Store(settings.db)
-    builder = ImageBuilder(settings, store, engine)
-    ref = RepoRef(url=str(materialise(root / "ledger")))
-    assert MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=2, seed=0).valid == 2
-    TaskValidator(settings, store, engine, builder).mine(ref, max_commits=5)
-    tasks = [t for t, _r in store.tasks(valid=True)]
+    settings, store, _builder, _repo, tasks = example_tasks(tmp_path_factory.mktemp("export-env"), engine,
+                                                            mutate=2, mine=True)
 
     def collect(chosen, **config):
         collector = Collector(settings, store, engine, CollectConfig(**config))
@@ -96,7 +81,7 @@ def test_every_format_round_trips_through_datasets_and_pandas(collected, tmp_pat
         if fmt == "sft":
             steps = store.steps(episode.id)
             assert row["messages"][0]["content"] == episode.messages[0]["content"]
-            assert len(row["messages"]) == 2 + sum(1 + bool(s.observation_message) for s in steps)
+            assert len(row["messages"]) == 2 + sum(1 + len(s.observation_messages) for s in steps)
             assert json.loads(row["tools"]) == episode.tools and row["patch"] == (episode.patch or "")
             assert row["resolved"] == episode.resolved and row["reward"] == episode.reward
     resolved = sum(bool(by_episode[episode_id].resolved) for episode_id in {r["episode_id"] for r in rows})
@@ -145,7 +130,7 @@ def test_cwm_text_is_what_the_models_chat_template_renders(collected, tmp_path):
     out = tmp_path / "cwm.jsonl"
     export(store, ExportRequest(format="cwm", out=out, filters=EpisodeFilters(run=llm.name)))
     rows = {r["episode_id"]: r for r in _load(out)[0]}
-    bundles = list(stream_bundles(store, EpisodeFilters(run=llm.name), ("assistant_message", "observation_message")))
+    bundles = list(stream_bundles(store, EpisodeFilters(run=llm.name), ("assistant_message", "observation_messages")))
     for bundle in bundles:
         expected = tokenizer.apply_chat_template(history(bundle), tokenize=False)
         assert rows[bundle.episode.id]["text"] == expected

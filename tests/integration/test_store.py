@@ -1,12 +1,13 @@
 """The store on SQLite (WAL) and on a real PostgreSQL server (`make test` starts one)."""
 
-import os
 import uuid
 
 import pytest
 from sqlalchemy import text
 
 from forager.store import BaselineTest, CallMap, Image, Store, Task
+
+from .conftest import postgres_url
 
 
 def _round_trip(store: Store) -> None:
@@ -51,12 +52,7 @@ def test_sqlite_store_uses_wal(tmp_path):
 
 
 def test_postgresql_store():
-    url = os.environ.get("FORAGER_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("FORAGER_TEST_POSTGRES is not set in CI; `make test` sets it and starts PostgreSQL")
-        pytest.skip(reason="FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
-    _round_trip(Store(url))
+    _round_trip(Store(postgres_url()))
 
 
 def test_bad_url_is_one_clear_line():
@@ -123,9 +119,4 @@ def test_episodes_on_sqlite(tmp_path):
 
 
 def test_episodes_on_postgresql():
-    url = os.environ.get("FORAGER_TEST_POSTGRES")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("FORAGER_TEST_POSTGRES is not set in CI; `make test` sets it and starts PostgreSQL")
-        pytest.skip(reason="FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
-    _episodes_round_trip(Store(url))
+    _episodes_round_trip(Store(postgres_url()))

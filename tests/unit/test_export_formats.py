@@ -32,8 +32,8 @@ def _step(index: int, command: str, *, prompt: list[int], completion: list[int],
         tool=None if format_error else "bash", arguments={} if format_error else {"command": command},
         format_error=format_error, prompt_offset=offset, prompt_delta_ids=prompt[offset:], completion_token_ids=completion,
         logprobs=[-0.5] * len(completion), prefix_ok=prefix_ok, completion_tokens=len(completion),
-        observation_message=({"role": "user", "content": "<format_error>\nbad\n</format_error>"} if format_error
-                             else {"role": "tool", "name": "bash", "content": f"<output>\nran {command}\n</output>"}),
+        observation_messages=[{"role": "user", "content": "<format_error>\nbad\n</format_error>"} if format_error
+                              else {"role": "tool", "name": "bash", "content": f"<output>\nran {command}\n</output>"}],
         observation=f"ran {command}", reward=reward, done=reward != 0.0,
     )
 

@@ -1,7 +1,7 @@
+import pytest
+
 from forager.models import TestStatus
 from forager.testing.junit import JUnitParseError, node_id, parse_junit
-
-import pytest
 
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest" errors="1" failures="1" skipped="1" tests="6" time="0.1">
