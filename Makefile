@@ -48,11 +48,14 @@ demo: base-image serve-cpu
 	scripts/demo-collect.sh $(FORAGER) $(DEMO_REPO)
 	$(FORAGER) status
 
-# The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh).
+# The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh); the registry and
+# compose tests use a registry on 127.0.0.1:5000 and docker-compose (scripts/ensure-registry.sh, ensure-compose.sh).
 export FORAGER_TEST_POSTGRES ?= postgresql+psycopg://forager:forager@127.0.0.1:5432/forager_test
 
 test: base-image serve-cpu
 	@scripts/ensure-postgres.sh
+	@scripts/ensure-registry.sh >/dev/null
+	@scripts/ensure-compose.sh
 	$(VENV)/bin/pytest
 
 unit: venv

@@ -46,13 +46,14 @@ def build_images(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="parallel builds")] = None,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA bundle for TLS-intercepting proxies")] = None,
     test_timeout: Annotated[int | None, typer.Option("--test-timeout", help="seconds per test-suite run")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): built images are pushed, missing ones pulled instead of rebuilt")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Turn repositories into executable Docker images with a recorded test baseline."""
     from forager.build.pipeline import BuildResult
 
-    settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout)
+    settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout, registry=registry)
     refs = read_refs(repo, repos_file)
     _store, _engine, builder = builder_for(settings)
 
@@ -74,10 +75,13 @@ def build_images(
                 result = future.result()
                 results.append(result)
                 mark = "[green]ready" if result.status == "ready" else f"[red]{result.category}"
-                progress.update(task, total=1, completed=1, stage=mark + (" (cached)" if result.cached else ""))
+                mark += " (cached)" if result.cached else " (pulled)" if result.pulled else ""
+                progress.update(task, total=1, completed=1, stage=mark)
                 progress.advance(overall)
                 if result.status != "ready":
                     err.print(f"[red]failed:[/red] {result.message}", highlight=False, soft_wrap=True)
+                if result.registry_error:
+                    err.print(f"[yellow]registry:[/yellow] {result.registry_error}", highlight=False, soft_wrap=True)
 
     order = {ref: i for i, ref in enumerate(refs)}
     results.sort(key=lambda r: order.get(RepoRef(url=r.repo, ref=r.requested_ref), 0))
@@ -85,7 +89,7 @@ def build_images(
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
     else:
         _print_build_table(results)
-    if any(r.status != "ready" for r in results):
+    if any(r.status != "ready" or r.registry_error for r in results):
         raise typer.Exit(1)
 
 
@@ -97,7 +101,7 @@ def _print_build_table(results) -> None:
         status = "[green]ready[/green]" if r.status == "ready" else f"[red]{r.category}[/red]"
         table.add_row(
             RepoRef(url=r.repo).name + (f"@{r.requested_ref}" if r.requested_ref else ""), (r.commit or "")[:10],
-            r.python or "", status + (" (cached)" if r.cached else ""), f"{r.passed}/{r.failed}/{r.errors}/{r.skipped}",
+            r.python or "", status + (" (cached)" if r.cached else " (pulled)" if r.pulled else ""), f"{r.passed}/{r.failed}/{r.errors}/{r.skipped}",
             str(r.flaky), f"{r.seconds:.1f}",
         )
     out.print(table)

@@ -41,6 +41,7 @@ def collect(
     network: Annotated[bool, typer.Option("--network", help="give sandboxes a network (default: none)")] = False,
     warm: Annotated[int | None, typer.Option("--warm", min=0, help="sandboxes started ahead (default: --concurrency; 0: none)")] = None,
     run_name: Annotated[str | None, typer.Option("--run", help="run name (default: derived from the configuration, so a rerun resumes)")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): images are pulled instead of built, and pushed after a build")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -76,7 +77,7 @@ def collect(
         )
     except ValueError as exc:
         raise die(f"bad option: {str(exc).splitlines()[0]}") from None
-    settings = settings_for(db=db)
+    settings = settings_for(db=db, registry=registry)
     store, engine, builder = builder_for(settings)  # also sweeps containers of collectors that were killed
 
     chosen, failed = [], False
@@ -129,6 +130,8 @@ def collect(
         print(json.dumps(summary.model_dump(mode="json"), indent=2))
     else:
         print_summary(summary)
+    if summary.cache_warning:
+        err.print(f"[yellow]warning:[/yellow] {summary.cache_warning}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -153,15 +156,21 @@ def _tasks_for(ref, count, kind, settings, store, engine, builder, synthesizer_c
     return rows[:count]
 
 
+def _hits(summary) -> str:
+    if summary.prefix_cache_hit_rate is None:
+        return "-"
+    return f"{summary.prefix_cache_hit_rate:.0%} (of {summary.reusable_rate:.0%} reusable)"
+
+
 def print_summary(summary) -> None:
     table = Table(title=f"collect: run {summary.run}")
     for column in ("episodes", "finished", "resolved", "exit reasons", "steps (mean)", "completion tokens",
-                   "cached tokens", "LLM s", "env s", "start s", "grade s", "wall s", "prefix breaks"):
+                   "prefix cache hits", "LLM s", "env s", "start s", "grade s", "wall s", "prefix breaks"):
         table.add_column(column, overflow="fold")
     table.add_row(
         str(summary.episodes), str(summary.finished), f"{summary.resolved} ({summary.resolved_rate:.0%})",
         " ".join(f"{k}:{v}" for k, v in sorted(summary.exit_reasons.items())),
-        f"{summary.steps} ({summary.mean_steps})", str(summary.completion_tokens), str(summary.cached_tokens),
+        f"{summary.steps} ({summary.mean_steps})", str(summary.completion_tokens), _hits(summary),
         f"{summary.llm_seconds:.1f}", f"{summary.env_seconds:.1f}", f"{summary.start_seconds:.1f}",
         f"{summary.grade_seconds:.1f}", f"{summary.wall_seconds:.1f}", str(summary.prefix_breaks),
     )

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+from sqlalchemy import and_, func
+from sqlalchemy.orm import aliased
+from sqlmodel import select
 
 from forager import __version__
 from forager.agent.formats import format_named, tool_schemas
@@ -35,6 +38,7 @@ from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import SandboxLimits
 from forager.store import Episode, Image, Run, Step, Store, Task
+from forager.store.episodes import LeaseLost
 from forager.tasks.evaluate import evaluate
 from forager.tasks.synthesize import candidate_timeout
 
@@ -94,6 +98,23 @@ class CollectSummary(BaseModel):
     grade_seconds: float = 0.0
     wall_seconds: float = 0.0
     prefix_breaks: int = Field(default=0, description="model calls whose prompt did not extend the previous call")
+    prompt_tokens: int = Field(default=0, description="prompt tokens over all model calls")
+    prefix_cache_hit_rate: float | None = Field(default=None, description="cached / prompt tokens, as the server reported")
+    reusable_rate: float | None = Field(
+        default=None, description="share of prompt tokens that were the previous call's prompt + reply: the best "
+        "hit rate an append-only history allows")
+
+    @property
+    def cache_warning(self) -> str | None:
+        """A line when the server reused much less of the prompts than it could have."""
+        if self.prefix_cache_hit_rate is None or not self.reusable_rate or self.steps < 10:
+            return None
+        if self.prefix_cache_hit_rate >= 0.5 * self.reusable_rate:
+            return None
+        return (f"prefix-cache hit rate {self.prefix_cache_hit_rate:.0%} of prompt tokens, though "
+                f"{self.reusable_rate:.0%} repeated the previous call: check the server has prefix caching on "
+                "(forager serve does), that sliding-window models keep --prefix-cache-retention-interval 0, "
+                "and that prompts go as token ids (--prompt-mode tokens)")
 
 
 def summarize(store: Store, run: Run) -> CollectSummary:
@@ -110,7 +131,27 @@ def summarize(store: Store, run: Run) -> CollectSummary:
     for name in ("llm_seconds", "env_seconds", "start_seconds", "grade_seconds", "wall_seconds"):
         setattr(summary, name, round(sum(getattr(e, name) for e in done), 2))
     summary.prefix_breaks = store.prefix_breaks(run.id)
+    prompt, cached, reusable, reported = _cache_totals(store, run.id)
+    summary.prompt_tokens = prompt
+    if prompt:
+        summary.prefix_cache_hit_rate = round(cached / prompt, 4) if reported else None
+        summary.reusable_rate = round(reusable / prompt, 4)
     return summary
+
+
+def _cache_totals(store: Store, run_id: int) -> tuple[int, int, int, int]:
+    """(prompt tokens, cached tokens, tokens repeated from the previous call, calls that reported caching)."""
+    previous = aliased(Step)
+    with store.session() as s:
+        row = s.exec(
+            select(func.coalesce(func.sum(Step.prompt_tokens), 0), func.coalesce(func.sum(Step.cached_tokens), 0),
+                   func.coalesce(func.sum(previous.prompt_tokens + previous.completion_tokens), 0),
+                   func.count(Step.cached_tokens))
+            .join(Episode, Episode.id == Step.episode_id)
+            .outerjoin(previous, and_(previous.episode_id == Step.episode_id, previous.index == Step.index - 1))
+            .where(Episode.run_id == run_id, Episode.status == "finished", Step.prompt_tokens > 0)
+        ).one()
+    return tuple(int(value) for value in row)
 
 
 class Collector:
@@ -219,11 +260,20 @@ class Collector:
                         while len(prepared) < warm and claim():
                             pass
                     if not running:
-                        break
+                        wait_s = self.store.lease_wait(run.id, list(by_id))
+                        if wait_s is None or self.stop.is_set():
+                            break  # every episode is finished, or held by this worker
+                        # other workers hold the rest: one that dies frees its episodes when its lease ends
+                        self.stop.wait(min(max(wait_s, 1.0), 5.0))  # a short poll: a finished run ends idle workers soon
+                        exhausted = False
+                        continue
                     done, _ = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
-                        running.pop(future)
-                        future.result()  # a bug in our own code should surface, not vanish
+                        episode = running.pop(future)
+                        try:
+                            future.result()  # a bug in our own code should surface, not vanish
+                        except LeaseLost as exc:  # its lease ran out and another worker took it: theirs now
+                            self.on_event(episode.id, f"done: {exc}")
             finally:
                 self.stop.set()
                 for _episode, future in prepared:  # started ahead, never used: remove them

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     validation_runs: int = Field(default=2, ge=1, description="suite runs per image; differing statuses mark flaky")
     docker_timeout: int = Field(default=120, description="seconds for one Docker API call")
     image_prefix: str = Field(default="forager-env", description="repository part of built image tags")
+    registry: str | None = Field(
+        default=None, description="HOST:PORT of an image registry: built images are pushed, missing ones pulled"
+    )
 
     @classmethod
     def settings_customise_sources(

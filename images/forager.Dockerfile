@@ -1,9 +1,13 @@
-# The forager worker itself (used by compose.yaml): talks to the host's Docker engine through its socket.
+# The forager worker (compose.yaml's `worker`): builds images and runs sandboxes on the host's Docker engine
+# through its mounted socket, keeps its store in PostgreSQL, talks to vLLM over HTTP. Needs a registry
+# that has python:3.11-slim (Docker Hub or a mirror of it).
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/forager
 COPY pyproject.toml README.md ./
 COPY forager ./forager
 COPY images ./images
-# editable: the Dockerfile templates are read from images/ beside the package
-RUN pip install --no-cache-dir -e .
+# editable: the Dockerfile templates are read from images/ beside the package; postgres: the store's driver
+RUN pip install --no-cache-dir -e '.[postgres]'
+WORKDIR /work
+CMD ["forager", "--help"]

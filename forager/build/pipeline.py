@@ -15,10 +15,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from forager import __version__, envspec, repos
+from forager.build import registry
 from forager.build.engine import BuildFailed, Engine, pid_alive, tail
 from forager.build.render import NO_CA_BUNDLE, BuildPlan, render
-from forager.envspec.fallbacks import runner_fallbacks
 from forager.config import Settings
+from forager.envspec.fallbacks import runner_fallbacks
 from forager.models import EnvSpec, FailureCategory, ForagerError, RepoRef, SuiteRun, TestStatus
 from forager.store import Image, Store
 from forager.testing.baseline import judge, merge_runs
@@ -48,6 +49,9 @@ class BuildResult(BaseModel):
     flaky: int = 0
     seconds: float = 0.0
     size_bytes: int | None = None
+    pulled: bool = False  # the image came from --registry instead of a docker build
+    pushed: bool = False
+    registry_error: str | None = None  # the image is usable here, but the registry failed (one line)
 
 
 def load_override(overrides_dir: Path, name: str) -> dict | None:
@@ -99,6 +103,8 @@ class ImageBuilder:
         self.engine = engine
         self.ca_bundle = settings.resolved_ca_bundle()
         self.ca_sha = _file_sha256(self.ca_bundle) if self.ca_bundle else NO_CA_BUNDLE
+        self.registry = registry.parse_registry(settings.registry) if settings.registry else None
+        self._transfers: dict[str, dict] = {}  # env tag -> this job's registry outcome, for its result
 
     def build(self, ref: RepoRef, on_stage: StageCallback = lambda _s: None) -> BuildResult:
         """Build, validate and record one repository. Never raises: every failure becomes a failed result."""
@@ -168,7 +174,10 @@ class ImageBuilder:
         plans = [self._plan(spec, snapshot, ref) for spec in candidates]
         existing = [self.store.find_image(row.repo_id, plan.spec_hash) for plan in plans]
         for plan, earlier in zip(plans, existing, strict=True):  # any candidate built and ready is a cache hit
-            if earlier and earlier.status == "ready" and self.engine.image_exists(plan.env_tag):
+            # (a store shared by several hosts knows images this host lacks: the registry may have them)
+            if earlier and earlier.status == "ready" and (
+                    self.engine.image_exists(plan.env_tag) or self._pull(plan.env_tag, on_stage)):
+                self._push(plan.env_tag, on_stage)
                 return self._result(ref, earlier, cached=True, seconds=time.monotonic() - started)
 
         first_failure: tuple[Image, ForagerError] | None = None
@@ -183,6 +192,7 @@ class ImageBuilder:
                 saved = self.store.save_image(attempt_row)
                 self.store.replace_baseline(saved.id, baseline)
                 self.store.delete_failures_without_spec(row.repo_id, row.requested_ref)
+                self._push(plan.env_tag, on_stage)
                 return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
             if first_failure is None:
                 first_failure = (attempt_row, failure)
@@ -224,12 +234,15 @@ class ImageBuilder:
         self, plan: BuildPlan, spec: EnvSpec, commit: str, row: Image, context: Path, workdir: Path,
         on_stage: StageCallback,
     ) -> tuple[list[SuiteRun], list, FailureCategory | None, str]:
-        """Build the env image, check its history, run the suite; fills `row` and returns the verdict."""
-        on_stage("build")
+        """Build (or pull) the env image, check its history, run the suite; fills `row` and returns the verdict."""
         build_started = time.monotonic()
-        self._ensure_base(plan, workdir)
-        self._write_context(context, plan)
-        row.image_id = self.engine.build(context, plan.env_tag, timeout=self.settings.build_timeout)
+        if self._pull(plan.env_tag, on_stage):
+            row.image_id = self.engine.image_attrs(plan.env_tag)["Id"]
+        else:
+            on_stage("build")
+            self._ensure_base(plan, workdir)
+            self._write_context(context, plan)
+            row.image_id = self.engine.build(context, plan.env_tag, timeout=self.settings.build_timeout)
         row.build_seconds = time.monotonic() - build_started
         row.size_bytes = self.engine.image_attrs(plan.env_tag).get("Size")
 
@@ -255,6 +268,31 @@ class ImageBuilder:
         row.tests_flaky = sum(b.flaky for b in baseline)
         row.log_tail = runs[0].log_tail
         return runs, baseline, category, cause
+
+    def _pull(self, tag: str, on_stage: StageCallback) -> bool:
+        """With a registry: an image missing here that another host pushed is pulled, not rebuilt.
+        The tag is a content hash of everything that goes into the image, so the pulled one is the same build."""
+        if self.registry is None or self.engine.image_exists(tag):
+            return False
+        on_stage("pull")
+        try:
+            pulled = registry.pull(self.engine, self.registry, tag, timeout=self.settings.build_timeout)
+        except registry.RegistryError as exc:  # why: building here still gives the image; the result says why
+            self._transfers.setdefault(tag, {})["registry_error"] = str(exc)
+            return False
+        if pulled:
+            self._transfers.setdefault(tag, {})["pulled"] = True
+        return pulled
+
+    def _push(self, tag: str, on_stage: StageCallback) -> None:
+        if self.registry is None or self._transfers.get(tag, {}).get("pulled"):
+            return
+        on_stage("push")
+        try:
+            registry.push(self.engine, self.registry, tag, timeout=self.settings.build_timeout)
+            self._transfers.setdefault(tag, {})["pushed"] = True
+        except registry.RegistryError as exc:
+            self._transfers.setdefault(tag, {})["registry_error"] = str(exc)
 
     def _detect(self, ref: RepoRef, work_tree: Path) -> EnvSpec:
         # DetectError is a ForagerError: it is recorded with its own category (detect / no-tests)
@@ -320,12 +358,11 @@ class ImageBuilder:
         saved = self.store.save_image(row)
         return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
 
-    @staticmethod
-    def _result(ref: RepoRef, row: Image, *, cached: bool, seconds: float) -> BuildResult:
+    def _result(self, ref: RepoRef, row: Image, *, cached: bool, seconds: float) -> BuildResult:
         return BuildResult(
             repo=ref.safe_url, requested_ref=ref.ref, commit=row.commit, status=row.status,
             category=row.failure_category, message=row.failure_message or "", tag=row.tag, image_id=row.id,
             cached=cached, python=row.python_version, passed=row.tests_passed, failed=row.tests_failed,
             errors=row.tests_error, skipped=row.tests_skipped, flaky=row.tests_flaky, seconds=round(seconds, 2),
-            size_bytes=row.size_bytes,
+            size_bytes=row.size_bytes, **self._transfers.pop(row.tag, {}),
         )

@@ -1,9 +1,17 @@
 """Runs, episodes and steps: claiming work, recording each step as it happens, resuming after a crash.
 
-An episode is claimed by one worker at a time: its row names the worker (host:pid) and a lease that
-every recorded step extends. A worker that died (its pid is gone on this host, or its lease ran out)
-loses the episode, and the next claim restarts it from scratch: the steps it had are deleted in the
-same transaction, so a trajectory is never half old, half new, and never duplicated.
+Many workers (threads, processes, hosts) may collect one run on one store. An episode is claimed by one
+worker at a time: its row names the worker (FORAGER_WORKER, default host:pid) and a lease
+(FORAGER_LEASE_SECONDS, default 600) that every write of the holder extends. A worker is dead when its
+pid is gone on this host, or, on any host, when its lease ran out; the next claim takes its episode and
+restarts it from scratch: the steps it had are deleted in the same transaction, so a trajectory is
+never half old, half new. Every write of an episode is fenced: it names the worker the episode was
+claimed for and changes nothing (LeaseLost) once someone else holds it, so a worker that was only slow
+can neither add steps to nor finish an episode that another worker took over.
+
+Claims are compare-and-set UPDATEs, correct on SQLite (one writer at a time) and PostgreSQL (row locks,
+re-checked after a concurrent commit); on PostgreSQL, `FOR UPDATE SKIP LOCKED` lets concurrent claims
+of pending episodes pass each other instead of queueing on the same row.
 """
 
 from __future__ import annotations
@@ -12,15 +20,30 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, delete, func
+from sqlalchemy import Integer, delete, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from forager.build.engine import pid_alive
 from forager.store.tables import Episode, Run, Step, utcnow
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+WORKER = os.environ.get("FORAGER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
+LEASE_SECONDS = float(os.environ.get("FORAGER_LEASE_SECONDS") or 600)
 PENDING, RUNNING, FINISHED = "pending", "running", "finished"
+# what a claim resets: an episode taken up again starts from nothing
+_FRESH = {
+    "exit_reason": None, "error": None, "reward": None, "resolved": None, "patch": None, "container": None,
+    "finished_at": None, "grade": {}, "messages": [], "tools": [], "turns": 0, "prompt_tokens": 0,
+    "completion_tokens": 0, "cached_tokens": 0, "llm_seconds": 0.0, "env_seconds": 0.0, "start_seconds": 0.0,
+    "grade_seconds": 0.0, "wall_seconds": 0.0,
+}
+
+
+class LeaseLost(InterruptedError):
+    """Another worker holds the episode now; this one must drop it.
+
+    An InterruptedError because that is what the collector already treats as "leave this episode alone".
+    """
 
 
 def worker_alive(worker: str | None, lease_expires_at: datetime | None, now: datetime) -> bool:
@@ -32,19 +55,33 @@ def worker_alive(worker: str | None, lease_expires_at: datetime | None, now: dat
         return False
     if lease_expires_at is None:
         return True
-    if lease_expires_at.tzinfo is None:  # SQLite hands datetimes back naive (they were stored in UTC)
+    if lease_expires_at.tzinfo is None:  # SQLite and PostgreSQL hand datetimes back naive (stored in UTC)
         lease_expires_at = lease_expires_at.replace(tzinfo=now.tzinfo)
     return lease_expires_at > now
 
 
 class EpisodeStore:
-    """Mixed into Store: needs `self.session()`."""
+    """Mixed into Store: needs `self.session()`. `worker` and `lease_seconds` may be set per instance."""
 
-    lease_seconds = 600
+    worker = WORKER
+    lease_seconds = LEASE_SECONDS
+
+    def _lease(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.lease_seconds)
+
+    @property
+    def _claimed(self) -> dict[int, str]:
+        """Episode id -> the worker name this store claimed it under: the fence its writes name."""
+        return self.__dict__.setdefault("_claimed_by", {})
+
+    def _ours(self, episode_id: int, holder: str | None) -> bool:
+        """Held under the name this very store claimed it with. Not name equality alone: a restarted
+        worker may reuse its predecessor's name (a container's hostname and pid), not its episodes."""
+        return holder is not None and self._claimed.get(episode_id) == holder
 
     # -- runs ----------------------------------------------------------------------------------
     def get_or_create_run(self, run: Run) -> tuple[Run, bool]:
-        """The run named `run.name`, created if new; (row, created)."""
+        """The run named `run.name`, created if new; (row, created). Workers starting together agree on one row."""
         for attempt in range(2):
             with self.session() as s:
                 existing = s.exec(select(Run).where(Run.name == run.name)).first()
@@ -53,7 +90,7 @@ class EpisodeStore:
                 s.add(run)
                 try:
                     s.commit()
-                except IntegrityError:  # another worker created it first
+                except IntegrityError:  # another worker created it first: the next look-up finds theirs
                     if attempt:
                         raise
                     continue
@@ -78,106 +115,138 @@ class EpisodeStore:
 
     # -- episodes ------------------------------------------------------------------------------
     def plan_episodes(self, run_id: int, task_ids: list[int], attempts: int) -> int:
-        """Make sure an episode row exists for every (task, attempt); returns how many were added."""
-        with self.session() as s:
-            have = {
-                (task_id, attempt)
-                for task_id, attempt in s.exec(select(Episode.task_id, Episode.attempt).where(Episode.run_id == run_id))
-            }
-            added = 0
-            for task_id in task_ids:
-                for attempt in range(attempts):
-                    if (task_id, attempt) not in have:
-                        s.add(Episode(run_id=run_id, task_id=task_id, attempt=attempt))
-                        added += 1
-            try:
-                s.commit()
-            except IntegrityError:  # another worker planned the same run at the same moment
-                s.rollback()
-                return 0
-            return added
-
-    def claim_episode(self, run_id: int, task_ids: list[int] | None = None, worker: str = WORKER) -> Episode | None:
-        """Take the next episode nobody works on: pending, or running under a dead worker (restarted cleanly)."""
-        now = utcnow()
-        with self.session() as s:
-            query = (
-                select(Episode)
-                .where(Episode.run_id == run_id, Episode.status != FINISHED)
-                .order_by(Episode.attempt, Episode.id)
-                # why: on PostgreSQL, concurrent workers skip rows another one is claiming
-                .with_for_update(skip_locked=True)
-            )
-            if task_ids is not None:
-                query = query.where(Episode.task_id.in_(task_ids))
-            for episode in s.exec(query):
-                if episode.status == RUNNING and worker_alive(episode.worker, episode.lease_expires_at, now):
+        """Make sure an episode row exists for every (task, attempt); returns how many this call added."""
+        for retry in range(3):
+            with self.session() as s:
+                have = set(s.exec(select(Episode.task_id, Episode.attempt).where(Episode.run_id == run_id)))
+                missing = [(t, a) for t in task_ids for a in range(attempts) if (t, a) not in have]
+                s.add_all(Episode(run_id=run_id, task_id=t, attempt=a) for t, a in missing)
+                try:
+                    s.commit()
+                except IntegrityError:
+                    # why: another worker planned some of the same rows meanwhile; the whole batch rolled
+                    # back, so look again and add what is still missing (never lose our other rows)
+                    if retry == 2:
+                        raise
                     continue
-                if episode.status == RUNNING:  # interrupted: its partial trajectory goes, the episode starts over
-                    s.exec(delete(Step).where(Step.episode_id == episode.id))
-                    episode.restarts += 1
-                self._reset(episode)
-                episode.status, episode.worker = RUNNING, worker
-                episode.started_at = now
-                episode.lease_expires_at = now + timedelta(seconds=self.lease_seconds)
-                s.add(episode)
+                return len(missing)
+        raise AssertionError("unreachable")
+
+    def claim_episode(self, run_id: int, task_ids: list[int] | None = None, worker: str | None = None) -> Episode | None:
+        """Take the next episode nobody works on: one whose worker died (restarted cleanly) or a pending one."""
+        worker = worker or self.worker
+        now = utcnow()
+        scope = [Episode.run_id == run_id] + ([Episode.task_id.in_(task_ids)] if task_ids is not None else [])
+        episode = self._claim_abandoned(scope, worker, now) or self._claim_pending(scope, worker, now)
+        if episode is not None:
+            self._claimed[episode.id] = worker
+        return episode
+
+    def _claim_abandoned(self, scope: list, worker: str, now: datetime) -> Episode | None:
+        """A running episode whose worker is dead: compare-and-set on the (worker, lease) we saw, so of two
+        workers that both saw it dead, one wins; and a holder that extended its lease meanwhile keeps it."""
+        with self.session() as s:
+            # few rows (at most the workers' concurrency plus the dead ones): read them all, judge in Python
+            held = s.exec(select(Episode.id, Episode.worker, Episode.lease_expires_at)
+                          .where(*scope, Episode.status == RUNNING).order_by(Episode.attempt, Episode.id)).all()
+        for episode_id, holder, lease in held:
+            # why: our own episodes are never taken back, even past their lease (a long step)
+            if (self._ours(episode_id, holder) and holder == worker) or worker_alive(holder, lease, now):
+                continue
+            with self.session() as s:
+                taken = s.exec(
+                    update(Episode)
+                    .where(Episode.id == episode_id, Episode.status == RUNNING,
+                           Episode.worker.is_not_distinct_from(holder),
+                           Episode.lease_expires_at.is_not_distinct_from(lease))
+                    .values(**_FRESH, worker=worker, started_at=now, lease_expires_at=self._lease(),
+                            restarts=Episode.restarts + 1)
+                ).rowcount
+                if taken != 1:
+                    continue  # another worker took it first, or its holder came back
+                # its partial trajectory goes in the same transaction: never half old, half new
+                s.exec(delete(Step).where(Step.episode_id == episode_id))
                 s.commit()
-                s.refresh(episode)
-                return episode
+                return s.get(Episode, episode_id)
         return None
 
-    @staticmethod
-    def _reset(episode: Episode) -> None:
-        for name in ("exit_reason", "error", "reward", "resolved", "patch", "container", "finished_at"):
-            setattr(episode, name, None)
-        episode.grade, episode.messages, episode.tools = {}, [], []
-        for name in ("turns", "prompt_tokens", "completion_tokens", "cached_tokens"):
-            setattr(episode, name, 0)
-        for name in ("llm_seconds", "env_seconds", "start_seconds", "grade_seconds", "wall_seconds"):
-            setattr(episode, name, 0.0)
+    def _claim_pending(self, scope: list, worker: str, now: datetime) -> Episode | None:
+        while True:
+            with self.session() as s:
+                # why: on PostgreSQL the row stays locked until our commit and other claims skip it
+                episode_id = s.exec(
+                    select(Episode.id).where(*scope, Episode.status == PENDING)
+                    .order_by(Episode.attempt, Episode.id).limit(1).with_for_update(skip_locked=True)
+                ).first()
+                if episode_id is None:
+                    return None
+                taken = s.exec(
+                    update(Episode).where(Episode.id == episode_id, Episode.status == PENDING)
+                    .values(**_FRESH, status=RUNNING, worker=worker, started_at=now, lease_expires_at=self._lease())
+                ).rowcount
+                if taken == 1:  # 0 only on SQLite, where another worker won between our read and write
+                    s.commit()
+                    return s.get(Episode, episode_id)
+
+    def _write_held(self, s, episode_id: int, **fields) -> None:
+        """Set fields of an episode this store holds and extend its lease, in `s`'s transaction; LeaseLost if
+        another worker holds it now (the UPDATE's condition is the fence: atomic on both databases)."""
+        holder = self._claimed.get(episode_id, self.worker)
+        written = s.exec(
+            update(Episode).where(Episode.id == episode_id, Episode.status == RUNNING, Episode.worker == holder)
+            .values(**{"lease_expires_at": self._lease(), **fields})
+        ).rowcount
+        if written != 1:
+            s.rollback()
+            now_held = s.exec(select(Episode.status, Episode.worker).where(Episode.id == episode_id)).first()
+            raise LeaseLost(f"episode {episode_id} is no longer held by {holder} (now: {now_held and tuple(now_held)}); "
+                            "its lease ran out and another worker took it")
 
     def update_episode(self, episode_id: int, **fields) -> Episode:
-        """Set fields of an episode and extend its lease."""
+        """Set fields of a running episode this store holds and extend its lease."""
         with self.session() as s:
-            episode = s.get(Episode, episode_id)
-            for name, value in fields.items():
-                setattr(episode, name, value)
-            if episode.status == RUNNING:
-                episode.lease_expires_at = utcnow() + timedelta(seconds=self.lease_seconds)
-            s.add(episode)
+            self._write_held(s, episode_id, **fields)
             s.commit()
-            s.refresh(episode)
-            return episode
+            return s.get(Episode, episode_id)
 
     def record_step(self, step: Step, **episode_fields) -> Step:
         """Commit one step (and the episode's running totals) in one transaction, before the next model call."""
         with self.session() as s:
+            self._write_held(s, step.episode_id, **episode_fields)
             s.add(step)
-            episode = s.get(Episode, step.episode_id)
-            for name, value in episode_fields.items():
-                setattr(episode, name, value)
-            episode.lease_expires_at = utcnow() + timedelta(seconds=self.lease_seconds)
-            s.add(episode)
             s.commit()
             s.refresh(step)
             return step
 
     def finish_episode(self, episode_id: int, *, last_step_reward: float | None, **fields) -> Episode:
-        """Mark an episode finished and put its reward on its last step, in one transaction."""
+        """Mark an episode finished and put its reward on its last step, in one transaction; only its holder can."""
         with self.session() as s:
-            episode = s.get(Episode, episode_id)
-            for name, value in fields.items():
-                setattr(episode, name, value)
-            episode.status, episode.finished_at, episode.lease_expires_at = FINISHED, utcnow(), None
+            self._write_held(s, episode_id, **fields, status=FINISHED, finished_at=utcnow(), lease_expires_at=None)
             last = s.exec(select(Step).where(Step.episode_id == episode_id).order_by(Step.index.desc())).first()
             if last is not None:
                 last.done = True
                 last.reward = last_step_reward if last_step_reward is not None else 0.0
                 s.add(last)
-            s.add(episode)
             s.commit()
-            s.refresh(episode)
-            return episode
+            self._claimed.pop(episode_id, None)
+            return s.get(Episode, episode_id)
+
+    def lease_wait(self, run_id: int, task_ids: list[int] | None = None) -> float | None:
+        """Seconds until another worker's episode of this run could be claimed (0: one can be now);
+        None when every episode is finished or held by this store: nothing left to wait for."""
+        query = select(Episode.id, Episode.worker, Episode.lease_expires_at).where(
+            Episode.run_id == run_id, Episode.status != FINISHED)
+        if task_ids is not None:
+            query = query.where(Episode.task_id.in_(task_ids))
+        now = utcnow()
+        with self.session() as s:
+            others = [(w, lease) for episode_id, w, lease in s.exec(query) if not self._ours(episode_id, w)]
+        if not others:
+            return None
+        if any(lease is None or not worker_alive(w, lease, now) for w, lease in others):
+            return 0.0
+        return min((lease.replace(tzinfo=now.tzinfo) if lease.tzinfo is None else lease) - now
+                   for _w, lease in others).total_seconds()
 
     def episode(self, episode_id: int) -> Episode | None:
         with self.session() as s:
@@ -221,4 +290,4 @@ class EpisodeStore:
             ).one()
 
 
-__all__ = ["EpisodeStore", "WORKER", "PENDING", "RUNNING", "FINISHED", "worker_alive"]
+__all__ = ["FINISHED", "LEASE_SECONDS", "PENDING", "RUNNING", "WORKER", "EpisodeStore", "LeaseLost", "worker_alive"]

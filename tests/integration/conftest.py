@@ -82,8 +82,9 @@ def builder(settings, store, engine) -> ImageBuilder:
     return ImageBuilder(settings, store, engine)
 
 
-def run_cli(*args: str, settings: Settings, check: bool = False) -> subprocess.CompletedProcess:
-    env = {
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a `forager` subprocess use `settings`."""
+    return {
         **os.environ,
         "FORAGER_DB": settings.db,
         "FORAGER_CACHE_DIR": str(settings.cache_dir),
@@ -93,8 +94,12 @@ def run_cli(*args: str, settings: Settings, check: bool = False) -> subprocess.C
         "FORAGER_OVERRIDES_DIR": str(settings.overrides_dir),
         "FORAGER_IMAGE_PREFIX": settings.image_prefix,
         "COLUMNS": "200",
+        **extra,
     }
-    proc = subprocess.run([FORAGER, *args], env=env, capture_output=True, text=True, timeout=1800)
+
+
+def run_cli(*args: str, settings: Settings, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([FORAGER, *args], env=cli_env(settings), capture_output=True, text=True, timeout=1800)
     if check and proc.returncode != 0:
         raise AssertionError(f"forager {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -128,11 +133,25 @@ def example_tasks(root: Path, engine: Engine, *, mutate: int, mine: bool, image_
     return settings, store, builder, repo, [task for task, _repo in store.tasks(valid=True)]
 
 
-def postgres_url() -> str:
-    """The test PostgreSQL server's URL; outside `make test` the test is skipped with the reason, in CI it fails."""
-    url = os.environ.get("FORAGER_TEST_POSTGRES")
-    if not url:
+@pytest.fixture(scope="module")
+def pg_url():
+    """A fresh database on the test PostgreSQL server (`make test` starts it), dropped afterwards: every
+    module starts from the current schema. Outside `make test` the test is skipped with the reason; in CI it fails."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = os.environ.get("FORAGER_TEST_POSTGRES")
+    if not base:
         if os.environ.get("CI"):
             pytest.fail("FORAGER_TEST_POSTGRES is not set in CI; `make test` sets it and starts PostgreSQL")
         pytest.skip(reason="FORAGER_TEST_POSTGRES not set: run through `make test` to test the PostgreSQL store")
-    return url
+    url = make_url(base)
+    admin = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"forager_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

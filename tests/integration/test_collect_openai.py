@@ -20,7 +20,7 @@ from forager.collect import CollectConfig, Collector
 from forager.llm.client import Sampling
 from forager.llm.tokens import full_prompts
 
-from .conftest import TEST_IMAGE_PREFIX
+from .conftest import TEST_IMAGE_PREFIX, example_tasks
 from .vllm_server import TOOL_PARSER, vllm_server  # noqa: F401 - the session fixture
 
 # why: its own prefix, removed when the module is done: another pytest session on the same engine removes

@@ -23,7 +23,7 @@ from forager.llm.client import Sampling
 from forager.llm.tokens import full_prompts
 from forager.store.stream import EpisodeFilters, stream_bundles
 
-from .conftest import FORAGER
+from .conftest import FORAGER, example_tasks
 from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 FORMATS = ("sft", "rl", "cwm", "steps", "swebench-preds")

@@ -7,7 +7,6 @@ from sqlalchemy import text
 
 from forager.store import BaselineTest, CallMap, Image, Store, Task
 
-from .conftest import postgres_url
 
 
 def _round_trip(store: Store) -> None:
@@ -51,8 +50,8 @@ def test_sqlite_store_uses_wal(tmp_path):
     _round_trip(store)
 
 
-def test_postgresql_store():
-    _round_trip(Store(postgres_url()))
+def test_postgresql_store(pg_url):
+    _round_trip(Store(pg_url))
 
 
 def test_bad_url_is_one_clear_line():
@@ -118,5 +117,5 @@ def test_episodes_on_sqlite(tmp_path):
     _episodes_round_trip(Store(f"sqlite:///{tmp_path / 'e.db'}"))
 
 
-def test_episodes_on_postgresql():
-    _episodes_round_trip(Store(postgres_url()))
+def test_episodes_on_postgresql(pg_url):
+    _episodes_round_trip(Store(pg_url))
