@@ -343,8 +343,12 @@ class Collector:
         if outcome.exit_reason == ExitReason.submitted and outcome.patch:
             self.on_event(episode.id, "grading")
             self.store.update_episode(episode.id)  # extends the lease across a long test run
-            grade = evaluate(self.engine, image.tag, EnvSpec(**image.spec), task, outcome.patch,
-                             repo_path=self.settings.repo_path, timeout=candidate_timeout(image, self.settings))
+            try:
+                grade = evaluate(self.engine, image.tag, EnvSpec(**image.spec), task, outcome.patch,
+                                 repo_path=self.settings.repo_path, timeout=candidate_timeout(image, self.settings))
+            except Exception as exc:  # noqa: BLE001 - Docker failing to grade is the environment's fault, not the agent's
+                outcome.exit_reason = ExitReason.env_error
+                outcome.error = f"grading failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         self._finish(episode, outcome, grade, started, start_seconds=start_seconds)
 
     def _finish(self, episode: Episode, outcome: EpisodeOutcome, grade, started: float, *, start_seconds: float) -> None:

@@ -224,14 +224,16 @@ class Engine:
     def sweep(self) -> int:
         """Remove containers left by forager processes of this host that are gone (never a live one's)."""
         removed = 0
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
-            labels = container.labels
+        # why the low-level list: the high-level one inspects each container after listing, and one that
+        # another process removes in between (a sandbox closing, its deadline passing) would be a 404
+        for entry in self.client.api.containers(all=True, filters={"label": LABEL}):
+            labels = entry.get("Labels") or {}
             if labels.get("forager.host") != OWNER_LABELS["forager.host"] or pid_alive(labels.get("forager.pid")):
                 continue
             try:
-                container.remove(force=True)
+                self.client.api.remove_container(entry["Id"], force=True)
                 removed += 1
-            except APIError:
+            except APIError:  # gone already, or being removed
                 pass
         return removed
 

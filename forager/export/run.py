@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +16,14 @@ from forager.export import cwm, dedup, preds, rl, sft, steps
 from forager.export.common import context_tokens
 from forager.export.cwm import CwmOptions
 from forager.export.sft import SftOptions
-from forager.export.writer import open_writer
-from forager.store.stream import EpisodeBundle, EpisodeFilters, filter_drops, stream_bundles
+from forager.export.writer import JsonlWriter, open_writer
+from forager.store.stream import (
+    EpisodeBundle,
+    EpisodeFilters,
+    filter_drops,
+    split_ids,
+    stream_bundles,
+)
 
 FormatName = Literal["sft", "rl", "cwm", "steps", "swebench-preds"]
 
@@ -29,6 +37,7 @@ class ExportRequest(BaseModel):
     sft_options: SftOptions = Field(default_factory=SftOptions)
     cwm_options: CwmOptions = Field(default_factory=CwmOptions)
     batch_rows: int = Field(default=512, ge=1, description="rows per write (a Parquet row group)")
+    workers: int | None = Field(default=None, ge=1, description="processes for a JSONL export (None: 2, or 1 on one core)")
 
 
 class ExportStats(BaseModel):
@@ -72,38 +81,126 @@ FORMATS: dict[str, Format] = {
 }
 
 
+# why: below this many matching episodes per worker, starting a process costs more than it saves
+PARALLEL_MIN_EPISODES = 128
+
+
+def _write_range(store, request: ExportRequest, writer, stats: ExportStats, first_id: int = 0,
+                 last_id: int | None = None) -> None:
+    """Rows of the matching episodes with first_id < id <= last_id, written in id order; counts go to `stats`."""
+    chosen = FORMATS[request.format]
+    duplicates = dedup.NearDuplicates() if request.dedup else None
+    columns = chosen.step_columns + (dedup.STEP_COLUMNS if duplicates else ())
+    batch: list[dict] = []
+    for bundle in stream_bundles(store, request.filters, columns, first_id=first_id, last_id=last_id):
+        rows = chosen.rows(bundle, request)
+        if not rows:
+            stats.dropped["no_tokens"] += 1
+            continue
+        if duplicates is not None and duplicates.seen(bundle):
+            stats.dropped["dedup"] += 1
+            continue
+        batch += rows
+        stats.rows += len(rows)
+        stats.episodes += 1
+        stats.steps += len(bundle.steps)
+        stats.tokens += chosen.tokens(bundle, rows)
+        stats.resolved += bool(bundle.episode.resolved)
+        if len(batch) >= request.batch_rows:
+            writer.write(batch)
+            batch = []
+        if request.limit is not None and stats.episodes >= request.limit:
+            break
+    writer.write(batch)
+
+
+def _parallel_ranges(store, request: ExportRequest) -> list[tuple[int, int | None]]:
+    """Episode-id ranges to export side by side, or one range when it would not pay or not be the same file.
+
+    Only JSONL: its parts concatenate into exactly the sequential file. Not with dedup or a limit:
+    both depend on every earlier episode.
+    """
+    workers = request.workers if request.workers is not None else min(2, os.cpu_count() or 1)
+    if (workers < 2 or request.out.suffix != ".jsonl" or request.dedup or request.limit is not None
+            or "fork" not in multiprocessing.get_all_start_methods()):
+        return [(0, None)]
+    return split_ids(store, request.filters, workers, min_per_part=PARALLEL_MIN_EPISODES)
+
+
+def _export_part(store, request: ExportRequest, first_id: int, last_id: int | None, path: Path, results) -> None:
+    """In a forked process: one range to its own JSONL part file; its stats (or its error) go back on `results`."""
+    try:
+        store.engine.dispose(close=False)  # why: the parent's pooled connections must not be shared
+        stats = ExportStats(format=request.format, out=str(path), dropped={"no_tokens": 0, "dedup": 0})
+        writer = JsonlWriter(path)
+        try:
+            _write_range(store, request, writer, stats, first_id, last_id)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        results.send(("ok", stats.model_dump()))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        results.send(("error", f"{exc.__class__.__name__}: {exc}"))
+    finally:
+        results.close()
+
+
+def _merge(into: ExportStats, part: dict) -> None:
+    for name in ("rows", "episodes", "steps", "tokens", "resolved"):
+        setattr(into, name, getattr(into, name) + part[name])
+    for name, count in part["dropped"].items():
+        into.dropped[name] += count
+
+
+def _write_parallel(store, request: ExportRequest, writer: JsonlWriter, stats: ExportStats,
+                    ranges: list[tuple[int, int | None]]) -> None:
+    """The first range here, each later one in a forked process to a part file; parts appended in order,
+    so the file is byte for byte the sequential one."""
+    context = multiprocessing.get_context("fork")
+    parts = []
+    try:
+        for index, (first_id, last_id) in enumerate(ranges[1:], start=1):
+            path = writer.temporary.with_name(f"{writer.temporary.name}.part{index}")
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_export_part, args=(store, request, first_id, last_id, path, send), daemon=True)
+            process.start()
+            send.close()
+            parts.append((process, receive, path))
+        _write_range(store, request, writer, stats, *ranges[0])
+        for process, receive, path in parts:
+            try:
+                status, value = receive.recv()
+            except EOFError:  # it died before it could say why
+                process.join()
+                status, value = "error", f"exit code {process.exitcode}"
+            process.join()
+            if status != "ok":
+                raise RuntimeError(f"export worker failed: {value}")
+            writer.append(path)
+            _merge(stats, value)
+    finally:
+        for process, receive, path in parts:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+            receive.close()
+            path.unlink(missing_ok=True)
+
+
 def export(store, request: ExportRequest) -> ExportStats:
     """Write the file (atomically) and say what went in and what was dropped, and why."""
     started = time.perf_counter()
-    chosen = FORMATS[request.format]
     stats = ExportStats(format=request.format, out=str(request.out))
     stats.finished, drops = filter_drops(store, request.filters)
     stats.dropped = {**drops, "no_tokens": 0, "dedup": 0}
-    duplicates = dedup.NearDuplicates() if request.dedup else None
-    columns = chosen.step_columns + (dedup.STEP_COLUMNS if duplicates else ())
-    writer = open_writer(request.out, chosen.schema)
+    ranges = _parallel_ranges(store, request)
+    writer = open_writer(request.out, FORMATS[request.format].schema)
     try:
-        batch: list[dict] = []
-        for bundle in stream_bundles(store, request.filters, columns):
-            rows = chosen.rows(bundle, request)
-            if not rows:
-                stats.dropped["no_tokens"] += 1
-                continue
-            if duplicates is not None and duplicates.seen(bundle):
-                stats.dropped["dedup"] += 1
-                continue
-            batch += rows
-            stats.rows += len(rows)
-            stats.episodes += 1
-            stats.steps += len(bundle.steps)
-            stats.tokens += chosen.tokens(bundle, rows)
-            stats.resolved += bool(bundle.episode.resolved)
-            if len(batch) >= request.batch_rows:
-                writer.write(batch)
-                batch = []
-            if request.limit is not None and stats.episodes >= request.limit:
-                break
-        writer.write(batch)
+        if len(ranges) > 1:
+            _write_parallel(store, request, writer, stats, ranges)
+        else:
+            _write_range(store, request, writer, stats)
         writer.commit()
     except BaseException:
         writer.abort()

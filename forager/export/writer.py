@@ -8,6 +8,7 @@ a reader never sees half a file, and a failed export leaves the previous file as
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -34,8 +35,15 @@ class JsonlWriter:
         self.file = open(self.temporary, "wb")  # noqa: SIM115 - closed by commit or abort
 
     def write(self, rows: list[dict]) -> None:
-        # why: orjson encodes several times faster than json and writes non-ASCII text as UTF-8
-        self.file.write(b"".join([orjson.dumps(row) + b"\n" for row in rows]))
+        # why: orjson encodes several times faster than json and writes non-ASCII text as UTF-8; its
+        # newline option and writelines spare two copies of every line
+        self.file.writelines([orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE) for row in rows])
+
+    def append(self, part: Path) -> None:
+        """Another JSONL file's lines after the ones written so far (a part exported in parallel)."""
+        self.file.flush()
+        with open(part, "rb") as source:
+            shutil.copyfileobj(source, self.file, 1 << 20)
 
     def commit(self) -> None:
         self.file.close()

@@ -7,17 +7,20 @@ import json
 import pandas as pd
 import pytest
 
+from forager.export import rl
+from forager.export import run as run_module
 from forager.export.cwm import CwmOptions, cwm_row
 from forager.export.dedup import NearDuplicates
 from forager.export.preds import prediction_row
 from forager.export.rl import rl_row
+from forager.export.run import ExportRequest, export
 from forager.export.sft import SCHEMA as SFT_SCHEMA
 from forager.export.sft import SftOptions, sft_row
 from forager.export.steps import step_rows
 from forager.export.writer import open_writer
 from forager.llm.tokens import full_prompts
-from forager.store import Episode, Run, Step, Task
-from forager.store.stream import EpisodeBundle
+from forager.store import Episode, Repo, Run, Step, Store, Task
+from forager.store.stream import EpisodeBundle, EpisodeFilters, stream_bundles
 
 OPENING = [{"role": "system", "content": "You are an agent."}, {"role": "user", "content": "Fix the bug."}]
 TOOLS = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object", "properties": {"command": {}}}}}]
@@ -184,3 +187,49 @@ def test_writer_refuses_other_suffixes_and_abort_leaves_nothing(tmp_path):
     writer = open_writer(tmp_path / "out.parquet", SFT_SCHEMA)
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def _store_with_episodes(path, episodes: int) -> Store:
+    """A SQLite store of finished episodes of CONSISTENT's steps (the oracle's every third: no token ids)."""
+    store = Store(f"sqlite:///{path}")
+    with store.session() as s:
+        repo = Repo(url="test://ledger", name="ledger")
+        s.add(repo)
+        s.flush()
+        run = Run(name="r1", policy="llm", model="tiny", sampling={"temperature": 1.0}, versions={"forager": "0.1.0"})
+        task = Task(instance_id="ledger__mutate-abc", kind="mutate-fix", repo_id=repo.id, family="operators")
+        s.add_all([run, task])
+        s.flush()
+        for number in range(episodes):
+            episode = Episode(run_id=run.id, task_id=task.id, attempt=number, status="finished", reward=float(number % 2),
+                              resolved=bool(number % 2), exit_reason="submitted", messages=OPENING, tools=TOOLS, turns=3)
+            s.add(episode)
+            s.flush()
+            for step in CONSISTENT:
+                row = step.model_dump(exclude={"id", "episode_id"})
+                if number % 3 == 0:
+                    row.update(prompt_offset=0, prompt_delta_ids=[], completion_token_ids=[])
+                s.add(Step(**row, episode_id=episode.id))
+        s.commit()
+    return store
+
+
+@pytest.mark.parametrize("fmt", ["sft", "rl", "cwm"])
+def test_parallel_jsonl_export_is_the_sequential_file_byte_for_byte(tmp_path, monkeypatch, fmt):
+    store = _store_with_episodes(tmp_path / "store.db", 25)
+    monkeypatch.setattr(run_module, "PARALLEL_MIN_EPISODES", 4)
+    assert len(run_module._parallel_ranges(store, ExportRequest(format=fmt, out=tmp_path / "x.jsonl", workers=2))) == 2
+    one = export(store, ExportRequest(format=fmt, out=tmp_path / "one.jsonl", workers=1))
+    two = export(store, ExportRequest(format=fmt, out=tmp_path / "two.jsonl", workers=2))
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+    assert one.rows > 0 and one.model_dump(exclude={"out", "seconds", "steps_per_second"}) == \
+        two.model_dump(exclude={"out", "seconds", "steps_per_second"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.jsonl", "store.db", "store.db-shm", "store.db-wal", "two.jsonl"]  # no parts left
+
+
+def test_streamed_steps_keep_their_column_types(tmp_path):
+    store = _store_with_episodes(tmp_path / "store.db", 2)
+    bundle = list(stream_bundles(store, EpisodeFilters(), rl.STEP_COLUMNS + ("done", "assistant_message")))[1]  # has ids
+    assert [step.prefix_ok for step in bundle.steps] == [None, True, True] and bundle.steps[1].prefix_ok is True
+    assert bundle.steps[0].done is False and bundle.steps[0].assistant_message == CONSISTENT[0].assistant_message
+    assert bundle.steps[1].prompt_delta_ids == CONSISTENT[1].prompt_delta_ids
