@@ -46,6 +46,8 @@ demo: base-image serve-cpu
 	$(FORAGER) tasks write trajectories/demo-tasks.jsonl
 	$(FORAGER) collect --repo $(DEMO_REPO) --tasks 4 --policy oracle
 	scripts/demo-collect.sh $(FORAGER) $(DEMO_REPO)
+	$(FORAGER) export --format sft --out trajectories/demo-sft.jsonl
+	$(FORAGER) export --format rl --out trajectories/demo-rl.parquet
 	$(FORAGER) status
 
 # The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh); the registry and

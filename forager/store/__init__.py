@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
@@ -36,6 +36,16 @@ def _engine_for(url: str) -> Engine:
     return engine
 
 
+def _missing_columns(engine: Engine) -> list[str]:
+    """table.column names the models have and the database's tables lack."""
+    found = inspect(engine)
+    missing = []
+    for table in SQLModel.metadata.sorted_tables:
+        have = {column["name"] for column in found.get_columns(table.name)}
+        missing += [f"{table.name}.{column.name}" for column in table.columns if column.name not in have]
+    return missing
+
+
 class Store(EpisodeStore):
     """Everything forager persists goes through here; each method is one short transaction."""
 
@@ -43,8 +53,12 @@ class Store(EpisodeStore):
         try:
             self.engine = _engine_for(url)
             SQLModel.metadata.create_all(self.engine)
+            missing = _missing_columns(self.engine)
         except Exception as exc:  # a bad URL or unreachable server: one clear line
             raise ValueError(f"cannot open store {url!r}: {exc.__class__.__name__}: {exc}".splitlines()[0]) from exc
+        if missing:  # why: create_all adds tables, never columns; writing would fail later, mid-run
+            raise ValueError(f"store {url!r} was made by an older forager ({', '.join(missing[:3])} missing); "
+                             "move it aside or point at a new store")
         self.url = url
 
     @contextmanager
