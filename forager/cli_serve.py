@@ -69,13 +69,14 @@ def serve(
     out.print(table)
     out.print(f"forager collect --llm {server.url} --model {server.model} ...   (Ctrl-C stops the server)")
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # why both, explicitly: a process started in the background by a shell inherits SIGINT ignored, and
+    # Python then raises no KeyboardInterrupt; Ctrl-C or `kill -INT` must stop the server all the same
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
     try:
         while not stopped.wait(1.0):
             if not server.running:
                 raise die(f"vLLM exited (log: {server.log_path})", code=1)
-    except KeyboardInterrupt:
-        pass
     finally:
         with err.status("stopping vLLM"):
             server.stop()

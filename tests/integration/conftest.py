@@ -155,3 +155,17 @@ def pg_url():
     yield url.set(database=name).render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def wait_for_steps(store: Store, run_name: str, count: int, *, alive=lambda: True, timeout: float = 180):
+    """The run once its episodes hold `count` steps in all (None if it never appeared), polling the store."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    run = None
+    while time.monotonic() < deadline and alive():
+        run = store.run_by_name(run_name)
+        if run and sum(len(store.steps(e.id)) for e in store.episodes(run.id)) >= count:
+            break
+        time.sleep(0.2)
+    return run

@@ -24,7 +24,7 @@ from forager.llm.client import Sampling
 from forager.llm.tokens import full_prompts
 from forager.sandbox.models import SandboxLimits
 
-from .conftest import FORAGER, cli_env, example_tasks, run_cli
+from .conftest import FORAGER, cli_env, example_tasks, run_cli, wait_for_steps
 from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 QUICK = EpisodeLimits(max_turns=3, max_context_tokens=4096, time_limit=120)
@@ -229,13 +229,7 @@ def test_collector_killed_then_rerun_resumes_without_loss_or_duplicates(env, vll
             "--regex", r"<tool: bash>\nsleep 1\n</tool>", "--run", "killed-run"]
     proc = subprocess.Popen([FORAGER, *args], env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    deadline = time.monotonic() + 180
-    run = None
-    while time.monotonic() < deadline:
-        run = store.run_by_name("killed-run")
-        if run and sum(len(store.steps(e.id)) for e in store.episodes(run.id)) >= 3:
-            break
-        time.sleep(0.3)
+    run = wait_for_steps(store, "killed-run", 3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert run is not None

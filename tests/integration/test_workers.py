@@ -27,7 +27,7 @@ from forager.store.episodes import LeaseLost, worker_alive
 from forager.store.tables import utcnow
 from forager.tasks.synthesize import MutateFixSynthesizer
 
-from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, cli_env
+from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, cli_env, wait_for_steps
 from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 
@@ -88,13 +88,7 @@ def test_killed_worker_loses_its_episodes_when_its_lease_runs_out(prepared, vllm
     lease = {"FORAGER_LEASE_SECONDS": "4"}
     # other "hosts": the same-host dead-pid shortcut does not apply, only the lease
     first = _start(settings, args, FORAGER_WORKER="host-a:1", **lease)
-    deadline = time.monotonic() + 180
-    run = None
-    while time.monotonic() < deadline and first.poll() is None:
-        run = store.run_by_name("workers-killed")
-        if run and sum(len(store.steps(e.id)) for e in store.episodes(run.id)) >= 2:
-            break
-        time.sleep(0.2)
+    run = wait_for_steps(store, "workers-killed", 2, alive=lambda: first.poll() is None)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert run is not None, first.stderr.read()[-2000:]
