@@ -46,8 +46,14 @@ def sft_row(bundle: EpisodeBundle, options: SftOptions = SftOptions()) -> dict:
                              "tool_calls": [_tool_call(call_id, step.tool, step.arguments)], "train": train})
             messages += [{**message, "tool_call_id": call_id, "train": False} for message in step.observation_messages]
             continue
-        messages.append({**_openai_calls(step.assistant_message), "train": train})
-        messages += [{**message, "train": False} for message in step.observation_messages]
+        # why in place: the step's messages were decoded for this row alone, and copying them is a third
+        # of an export's time; a key set on a dict goes last, as in a copy with the key added
+        assistant = _openai_calls(step.assistant_message)
+        assistant["train"] = train
+        messages.append(assistant)
+        for message in step.observation_messages:
+            message["train"] = False
+        messages += step.observation_messages
     return {
         **ids(bundle), "messages": messages, "tools": json_text(bundle.episode.tools), **outcome(bundle),
         "patch": bundle.episode.patch or "", "n_format_errors": sum(step.format_error is not None for step in bundle.steps),
