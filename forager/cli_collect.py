@@ -51,7 +51,6 @@ def collect(
     from forager.collect import CollectConfig, Collector
     from forager.llm.client import Sampling
     from forager.sandbox.models import SandboxLimits
-    from forager.tasks.synthesize import MutateFixSynthesizer
 
     if policy not in ("llm", "oracle"):
         raise die(f"--policy {policy!r}: choose llm or oracle")
@@ -87,7 +86,7 @@ def collect(
         for ref in refs:
             row = progress.add_task(ref.name, total=None, stage="image")
             try:
-                chosen += _tasks_for(ref, tasks, kind, settings, store, engine, builder, MutateFixSynthesizer,
+                chosen += _tasks_for(ref, tasks, kind, settings, store, engine, builder,
                                      lambda s, row=row: progress.update(row, stage=s))
                 progress.update(row, total=1, completed=1, stage="[green]tasks ready")
             except ForagerError as exc:
@@ -138,8 +137,10 @@ def collect(
         raise typer.Exit(1)
 
 
-def _tasks_for(ref, count, kind, settings, store, engine, builder, synthesizer_cls, on_stage):
+def _tasks_for(ref, count, kind, settings, store, engine, builder, on_stage):
     """The first `count` valid tasks of a repository; mutate-fix tasks are synthesized when there are too few."""
+    from forager.tasks.synthesize import MutateFixSynthesizer
+
     built = builder.build(ref, on_stage)
     if built.status != "ready":
         raise ForagerError(FailureCategory(built.category or "build"), f"{ref}: no ready image: {built.message}")
@@ -151,7 +152,7 @@ def _tasks_for(ref, count, kind, settings, store, engine, builder, synthesizer_c
     rows = valid_tasks()
     if len(rows) < count and kind in (None, "mutate-fix"):
         on_stage("synthesize tasks")
-        synthesizer_cls(settings, store, engine, builder).synthesize(ref, count=count, seed=0, on_stage=on_stage)
+        MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=count, seed=0, on_stage=on_stage)
         rows = valid_tasks()
     if not rows:
         raise ForagerError(FailureCategory.no_tests, f"{ref}: no valid tasks{f' of kind {kind}' if kind else ''}")

@@ -32,7 +32,6 @@ def serve(
         VllmServer,
         free_port,
         has_retention_setting,
-        is_cpu_build,
         is_vllm_installed,
         read_model_shape,
         serving_args,
@@ -46,8 +45,7 @@ def serve(
         raise die(f"--model {model}: config.json is not valid JSON ({exc})") from None
     extra = serving_args(shape, tensor_parallel=tp, has_retention_setting=is_vllm_installed() and has_retention_setting())
     server = VllmServer(model, host=host, port=port or free_port(host), served_name=served_name,
-                        max_model_len=max_model_len, enforce_eager=enforce_eager, extra=extra, log_path=log,
-                        cpu=is_cpu_build() if is_vllm_installed() else False)
+                        max_model_len=max_model_len, enforce_eager=enforce_eager, extra=extra, log_path=log)
     if dry_run:
         print(shlex.join(server.command))
         return

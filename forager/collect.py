@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func
-from sqlalchemy.orm import aliased
-from sqlmodel import select
 
 from forager import __version__
 from forager.agent.formats import format_named, tool_schemas
@@ -43,6 +40,10 @@ from forager.tasks.evaluate import evaluate
 from forager.tasks.synthesize import candidate_timeout
 
 EventCallback = Callable[[int, str], None]
+
+
+# settings that do not change what an episode is: a rerun with other values resumes the same run
+RUNTIME_FIELDS = {"llm_url", "api_key", "concurrency", "warm", "llm_max_wait"}
 
 
 class CollectConfig(BaseModel):
@@ -68,11 +69,8 @@ class CollectConfig(BaseModel):
     fail_reward: float = Field(default=-1.0, description="reward of an unresolved episode (CWM: -1; or 0)")
     llm_max_wait: float = Field(default=600.0, description="seconds to wait for a server that is down")
 
-    # fields that do not change what an episode is: a rerun with other values resumes the same run
-    _RUNTIME = {"llm_url", "api_key", "concurrency", "warm", "llm_max_wait"}
-
     def run_name(self, tasks: list[Task]) -> str:
-        identity = self.model_dump(mode="json", exclude=self._RUNTIME)
+        identity = self.model_dump(mode="json", exclude=RUNTIME_FIELDS)
         blob = json.dumps([identity, sorted(t.instance_id for t in tasks)], sort_keys=True)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
         who = self.policy if self.policy == "oracle" else (self.model or "model").rstrip("/").rsplit("/", 1)[-1]
@@ -131,27 +129,12 @@ def summarize(store: Store, run: Run) -> CollectSummary:
     for name in ("llm_seconds", "env_seconds", "start_seconds", "grade_seconds", "wall_seconds"):
         setattr(summary, name, round(sum(getattr(e, name) for e in done), 2))
     summary.prefix_breaks = store.prefix_breaks(run.id)
-    prompt, cached, reusable, reported = _cache_totals(store, run.id)
+    prompt, cached, reusable, reported = store.cache_totals(run.id)
     summary.prompt_tokens = prompt
     if prompt:
         summary.prefix_cache_hit_rate = round(cached / prompt, 4) if reported else None
         summary.reusable_rate = round(reusable / prompt, 4)
     return summary
-
-
-def _cache_totals(store: Store, run_id: int) -> tuple[int, int, int, int]:
-    """(prompt tokens, cached tokens, tokens repeated from the previous call, calls that reported caching)."""
-    previous = aliased(Step)
-    with store.session() as s:
-        row = s.exec(
-            select(func.coalesce(func.sum(Step.prompt_tokens), 0), func.coalesce(func.sum(Step.cached_tokens), 0),
-                   func.coalesce(func.sum(previous.prompt_tokens + previous.completion_tokens), 0),
-                   func.count(Step.cached_tokens))
-            .join(Episode, Episode.id == Step.episode_id)
-            .outerjoin(previous, and_(previous.episode_id == Step.episode_id, previous.index == Step.index - 1))
-            .where(Episode.run_id == run_id, Episode.status == "finished", Step.prompt_tokens > 0)
-        ).one()
-    return tuple(int(value) for value in row)
 
 
 class Collector:
@@ -181,9 +164,7 @@ class Collector:
             if mode == "tokens":
                 raise ValueError("--prompt-mode tokens needs --format cwm (OpenAI tool calls are parsed by the server)")
             return False
-        if mode == "tokens" or self.client.supports_tokens():
-            return True
-        return False
+        return mode == "tokens" or self.client.supports_tokens()
 
     def close(self) -> None:
         if self.client is not None:
@@ -324,8 +305,8 @@ class Collector:
                              None, started, start_seconds=time.monotonic() - started)
                 return
             start_seconds = time.monotonic() - started
-            self.store.update_episode(episode.id, container=sandbox.container.name if sandbox.container else None, messages=messages, tools=tools,
-                                      start_seconds=round(start_seconds, 3))
+            self.store.update_episode(episode.id, container=sandbox.container.name if sandbox.container else None,
+                                      messages=messages, tools=tools, start_seconds=round(start_seconds, 3))
 
             def record(step: StepRecord) -> None:
                 self.store.record_step(_step_row(episode.id, step), turns=step.index + 1)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from forager.sandbox.models import TOOL_NAMES, ToolCall
+from forager.sandbox.models import REQUIRED_ARGUMENTS, TOOL_ARGUMENTS, TOOL_NAMES, ToolCall
 
 _CWM_CALL_RE = re.compile(r"<tool:\s*([A-Za-z_]+)>\n(.*?)\n?</tool>", re.DOTALL)
 _OPEN_TAG_RE = re.compile(r"<tool:")
@@ -53,15 +53,6 @@ CWM_SYNTAX = {
     "submit": "<tool: submit>\nPATH-OR-NOTHING\n</tool>",
 }
 
-_PARAMETERS = {
-    "bash": {"command": "the shell command to run"},
-    "edit": {"path": "file to edit (relative to the repository root or absolute)",
-             "search": "exact text to find (must occur once)", "replace": "text to put in its place"},
-    "create": {"path": "file to create", "content": "the whole content of the new file"},
-    "submit": {"path": "a file holding a unified diff; empty to submit the repository's git diff"},
-}
-_REQUIRED = {"bash": ["command"], "edit": ["path", "search", "replace"], "create": ["path", "content"], "submit": []}
-
 
 def tool_schemas(command_timeout: int) -> list[dict]:
     """OpenAI function-tool schemas of the four tools (also what the `openai` format sends)."""
@@ -73,8 +64,8 @@ def tool_schemas(command_timeout: int) -> list[dict]:
                 "description": TOOL_DOCS[name].format(timeout=command_timeout),
                 "parameters": {
                     "type": "object",
-                    "properties": {arg: {"type": "string", "description": text} for arg, text in _PARAMETERS[name].items()},
-                    "required": _REQUIRED[name],
+                    "properties": {arg: {"type": "string", "description": text} for arg, text in TOOL_ARGUMENTS[name].items()},
+                    "required": REQUIRED_ARGUMENTS[name],
                 },
             },
         }
@@ -161,10 +152,10 @@ def parse_openai(tool_calls: list[dict] | None) -> Parsed:
         return Parsed(error=f"The arguments of {name} are not valid JSON ({exc.msg} at position {exc.pos}).")
     if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
         return Parsed(error=f"The arguments of {name} must be a JSON object of strings.")
-    missing = [arg for arg in _REQUIRED[name] if arg not in arguments]
+    missing = [arg for arg in REQUIRED_ARGUMENTS[name] if arg not in arguments]
     if missing:
-        return Parsed(error=f"{name} needs the arguments {', '.join(_REQUIRED[name])}; missing {', '.join(missing)}.")
-    return Parsed(call=ToolCall(name=name, arguments={k: v for k, v in arguments.items() if k in _PARAMETERS[name]}))
+        return Parsed(error=f"{name} needs the arguments {', '.join(REQUIRED_ARGUMENTS[name])}; missing {', '.join(missing)}.")
+    return Parsed(call=ToolCall(name=name, arguments={k: v for k, v in arguments.items() if k in TOOL_ARGUMENTS[name]}))
 
 
 def observation_text(output: str, turns_left: int, tokens_left: int | None) -> str:
@@ -225,7 +216,7 @@ class OpenAIFormat:
         """Every call the reply made gets an answer (strict servers reject a history with unanswered calls)."""
         if not tool_calls:
             return [format_error_message(error)]
-        content = f"<format_error>\n{error}\n</format_error>"
+        content = format_error_message(error)["content"]
         return [{"role": "tool", "tool_call_id": call.get("id") or f"call_{index}",
                  "name": (call.get("function") or {}).get("name") or "", "content": content}
                 for index, call in enumerate(tool_calls)]

@@ -105,31 +105,28 @@ class ChatClient:
     def close(self) -> None:
         self.http.close()
 
-    def request_body(self, messages: list[dict], sampling: Sampling, tools: list[dict] | None) -> dict:
+    def request_body(self, sampling: Sampling, **fields) -> dict:
+        """The request fields every call shares (sampling, token ids back), then the call's own `fields`."""
         body = {
-            "model": self.model, "messages": messages, "temperature": sampling.temperature, "top_p": sampling.top_p,
-            "max_tokens": sampling.max_tokens, "logprobs": True, "top_logprobs": 0, "return_token_ids": True,
+            "model": self.model, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens, "return_token_ids": True, **fields,
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.stop:
             body["stop"] = sampling.stop
-        if tools:
-            body["tools"], body["tool_choice"] = tools, "auto"
         body.update(sampling.extra_body)
         return body
 
     def chat(self, messages: list[dict], sampling: Sampling, tools: list[dict] | None = None) -> Completion:
         """One chat completion: the server renders the messages with the model's chat template."""
-        return self._post("/chat/completions", self.request_body(messages, sampling, tools))
+        tool_fields = {"tools": tools, "tool_choice": "auto"} if tools else {}
+        return self._post("/chat/completions", self.request_body(
+            sampling, messages=messages, logprobs=True, top_logprobs=0, **tool_fields))
 
     def complete(self, prompt_ids: list[int], sampling: Sampling) -> Completion:
         """One completion of exact prompt tokens (tokens in, tokens out: nothing is re-tokenised)."""
-        body = self.request_body([], sampling, None)
-        del body["messages"]
-        body["prompt"], body["logprobs"] = prompt_ids, 0
-        del body["top_logprobs"]
-        return self._post("/completions", body)
+        return self._post("/completions", self.request_body(sampling, prompt=prompt_ids, logprobs=0))
 
     def tokenize(self, messages: list[dict], *, add_generation_prompt: bool) -> list[int]:
         """The model's chat template applied to `messages`, as token ids (vLLM's /tokenize)."""

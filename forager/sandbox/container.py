@@ -23,7 +23,7 @@ from requests.exceptions import RequestException
 from forager.build.engine import LABEL, OWNER_LABELS, Engine, retry_transient
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.files import kind_of, looks_like_diff, tar_one, untar_one
-from forager.sandbox.models import SandboxLimits, ToolCall, ToolResult
+from forager.sandbox.models import REQUIRED_ARGUMENTS, TOOL_ARGUMENTS, SandboxLimits, ToolCall, ToolResult
 from forager.sandbox.output import EditError, apply_edit, line_of, numbered_snippet, shown
 from forager.sandbox.shell import Shell
 
@@ -32,8 +32,9 @@ SHELL_ENV = {"LANG": "C.UTF-8", "PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dum
 START_PATCH_PATH = "/tmp/forager-start.patch"
 MAX_FILE_BYTES = 10 * 1024 * 1024  # edit reads the whole file into memory
 MAX_PATCH_BYTES = 20 * 1024 * 1024
-REQUIRED = {"bash": ("command",), "edit": ("path", "search", "replace"), "create": ("path", "content"), "submit": ()}
-TOOLS_LINE = "the tools are: bash {command}, edit {path, search, replace}, create {path, content}, submit {path?}"
+TOOLS_LINE = "the tools are: " + ", ".join(
+    f"{name} {{{', '.join(arg if arg in REQUIRED_ARGUMENTS[name] else arg + '?' for arg in args)}}}"
+    for name, args in TOOL_ARGUMENTS.items())
 
 # Applies the task's bug patch and makes the result the repository's only commit, with HEAD's message,
 # authors and dates: the original code stays in no commit, ref, reflog or object (ancestors would show
@@ -196,7 +197,7 @@ class Sandbox:
         started = time.monotonic()
         if call.name not in self._tools:
             result = _error(f"unknown tool {call.name!r}; {TOOLS_LINE}")
-        elif missing := [name for name in REQUIRED[call.name] if name not in call.arguments]:
+        elif missing := [name for name in REQUIRED_ARGUMENTS[call.name] if name not in call.arguments]:
             result = _error(f"{call.name} needs {', '.join(missing)}; {TOOLS_LINE}")
         else:
             try:

@@ -20,7 +20,8 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, delete, func, update
+from sqlalchemy import Integer, and_, delete, func, update
+from sqlalchemy.orm import aliased
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -288,6 +289,21 @@ class EpisodeStore:
                 select(func.count(Step.id)).where(Step.episode_id == Episode.id, Episode.run_id == run_id,
                                                   Step.prefix_ok.is_(False))
             ).one()
+
+    def cache_totals(self, run_id: int) -> tuple[int, int, int, int]:
+        """Over a run's finished model calls: (prompt tokens, cached prompt tokens, tokens repeated from the
+        previous call's prompt + completion, calls that reported cached tokens)."""
+        previous = aliased(Step)
+        with self.session() as s:
+            row = s.exec(
+                select(func.coalesce(func.sum(Step.prompt_tokens), 0), func.coalesce(func.sum(Step.cached_tokens), 0),
+                       func.coalesce(func.sum(previous.prompt_tokens + previous.completion_tokens), 0),
+                       func.count(Step.cached_tokens))
+                .join(Episode, Episode.id == Step.episode_id)
+                .outerjoin(previous, and_(previous.episode_id == Step.episode_id, previous.index == Step.index - 1))
+                .where(Episode.run_id == run_id, Episode.status == FINISHED, Step.prompt_tokens > 0)
+            ).one()
+        return tuple(int(value) for value in row)
 
 
 __all__ = ["FINISHED", "LEASE_SECONDS", "PENDING", "RUNNING", "WORKER", "EpisodeStore", "LeaseLost", "worker_alive"]

@@ -176,7 +176,8 @@ FAULTS = {
     "hang": ("sleep 1000", lambda s: s.timed_out and "timed out" in s.observation),
     "flood": ("yes forager | head -c 100000000", lambda s: s.output_bytes >= 100_000_000 and s.truncated
               and len(s.observation) < 3000 and "cut" in s.observation),
-    "fork bomb": ("bomb() { bomb | bomb & }; bomb", lambda s: True),
+    # the shell answered (an exit code, or a timeout it recovered from): the pids limit held
+    "fork bomb": ("bomb() { bomb | bomb & }; bomb", lambda s: s.exit_code is not None or s.timed_out),
     "memory hog": ("python3 -c 'x = bytearray(2 << 30)'", lambda s: s.exit_code != 0),
     "binary": ("printf 'ok \\377\\000 end'", lambda s: "\\xff" in s.observation and "\x00" not in s.raw_output),
     "delete repo": ("rm -rf /testbed", lambda s: s.exit_code == 0),
