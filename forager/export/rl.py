@@ -18,6 +18,9 @@ An episode without token ids (the oracle, or a server that did not return them) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import orjson
 import pyarrow as pa
 
 from forager.export.common import (
@@ -29,24 +32,27 @@ from forager.export.common import (
     outcome,
     provenance,
 )
+from forager.export.splice import count_items, list_items
 from forager.llm.tokens import full_prompts
+from forager.store.jsontext import RawJson, decoded
 from forager.store.stream import EpisodeBundle
 
 STEP_COLUMNS = ("index", "prompt_offset", "prompt_delta_ids", "completion_token_ids", "logprobs", "prefix_ok", "finish_reason")
+RAW_COLUMNS = ("prompt_delta_ids", "completion_token_ids", "logprobs")  # may come as stored text (see export.splice)
 
 SCHEMA = pa.schema([
     *IDS_SCHEMA, pa.field("prompt_ids", pa.list_(pa.int32())), pa.field("response_ids", pa.list_(pa.int32())),
     pa.field("loss_mask", pa.list_(pa.int8())), pa.field("logprobs", pa.list_(pa.float32())),
-    pa.field("rewards", pa.list_(pa.float32())), *OUTCOME_SCHEMA, pa.field("excluded", pa.bool_()),
+    pa.field("rewards", pa.list_(pa.float32())), pa.field("n_prompt_tokens", pa.int32()),
+    pa.field("n_response_tokens", pa.int32()), *OUTCOME_SCHEMA, pa.field("excluded", pa.bool_()),
     pa.field("prefix_consistent", pa.bool_()), pa.field("prefix_breaks", pa.list_(pa.int32())),
     pa.field("finish_reason", pa.string()), pa.field("llm_seconds", pa.float64()), pa.field("env_seconds", pa.float64()),
     PROVENANCE_FIELD,
 ])
 
 
-def has_tokens(bundle: EpisodeBundle) -> bool:
-    return bool(bundle.steps) and all(
-        (step.prompt_offset or step.prompt_delta_ids) and step.completion_token_ids for step in bundle.steps)
+def has_tokens(steps: Sequence) -> bool:
+    return bool(steps) and all((step.prompt_offset or step.prompt_delta_ids) and step.completion_token_ids for step in steps)
 
 
 def sampled_logprobs(step) -> list[float]:
@@ -56,10 +62,17 @@ def sampled_logprobs(step) -> list[float]:
     return logprobs + [0.0] * (count - len(logprobs))
 
 
-def rl_row(bundle: EpisodeBundle) -> dict | None:
-    if not has_tokens(bundle):
+def decoded_tokens(step):
+    """A step whose token columns came as stored text (a JSONL export's read), with them decoded."""
+    if not any(isinstance(getattr(step, name), RawJson) for name in RAW_COLUMNS):
+        return step
+    return step._replace(**{name: decoded(getattr(step, name)) for name in RAW_COLUMNS})
+
+
+def token_lists(steps: Sequence, reward: float) -> dict | None:
+    """The row's token fields from decoded steps; None for an episode without token ids."""
+    if not has_tokens(steps):
         return None
-    steps = bundle.steps
     response: list[int] = []
     mask: list[int] = []
     logprobs: list[float] = []
@@ -77,12 +90,61 @@ def rl_row(bundle: EpisodeBundle) -> dict | None:
         response += step.completion_token_ids
         mask += [1] * len(step.completion_token_ids)
         logprobs += sampled_logprobs(step)
-    episode = bundle.episode
     rewards = [0.0] * len(response)
-    rewards[-1] = episode.reward or 0.0  # the response always ends with the last sampled completion
+    rewards[-1] = reward  # the response always ends with the last sampled completion
+    return {"prompt_ids": steps[0].prompt_delta_ids, "response_ids": response, "loss_mask": mask, "logprobs": logprobs,
+            "rewards": rewards, "n_prompt_tokens": len(steps[0].prompt_delta_ids), "n_response_tokens": len(response)}
+
+
+def spliced_token_lists(steps: Sequence, reward: float) -> dict | None:
+    """The same fields as `token_lists`, joined from the columns' stored text without decoding a number
+    (see export.splice); None where that cannot be done, and `token_lists` then decodes: a column not
+    read as text, an episode without ids, a prefix break, a logprob count unlike its completion's."""
+    response, mask, logprobs = ["["], ["["], ["["]  # pieces of each list's text, every item followed by a comma
+    count = 0
+    for position, step in enumerate(steps):
+        delta, completion, sampled = (list_items(column.text) if isinstance(column, RawJson) else None
+                                      for column in (step.prompt_delta_ids, step.completion_token_ids, step.logprobs))
+        if delta is None or not completion or sampled is None or (position > 0 and not step.prompt_offset):
+            return None
+        sampled_count = count_items(completion)
+        if count_items(sampled) != sampled_count:
+            return None
+        if position == 0:
+            if not delta:
+                return None
+            prompt, prompt_count = step.prompt_delta_ids.text, count_items(delta)
+        elif delta:
+            environment_count = count_items(delta)
+            response += (delta, ",")
+            mask.append("0," * environment_count)
+            logprobs.append("0.0," * environment_count)
+            count += environment_count
+        response += (completion, ",")
+        mask.append("1," * sampled_count)
+        logprobs += (sampled, ",")
+        count += sampled_count
+    if not steps:
+        return None
+    # each list ends with its last completion: a comma piece (or "1," repeated) whose comma becomes "]"
+    response[-1], logprobs[-1], mask[-1] = "]", "]", mask[-1][:-1] + "]"
+    return {"prompt_ids": orjson.Fragment(prompt), "response_ids": orjson.Fragment("".join(response)),
+            "loss_mask": orjson.Fragment("".join(mask)), "logprobs": orjson.Fragment("".join(logprobs)),
+            "rewards": orjson.Fragment(f"[{'0.0,' * (count - 1)}{orjson.dumps(reward).decode()}]"),
+            "n_prompt_tokens": prompt_count, "n_response_tokens": count}
+
+
+def rl_row(bundle: EpisodeBundle) -> dict | None:
+    steps, episode = bundle.steps, bundle.episode
+    reward = float(episode.reward or 0.0)
+    tokens = spliced_token_lists(steps, reward)
+    if tokens is None:
+        steps = [decoded_tokens(step) for step in steps]
+        tokens = token_lists(steps, reward)
+        if tokens is None:
+            return None
     return {
-        **ids(bundle), "prompt_ids": steps[0].prompt_delta_ids, "response_ids": response, "loss_mask": mask,
-        "logprobs": logprobs, "rewards": rewards, **outcome(bundle),
+        **ids(bundle), **tokens, **outcome(bundle),
         "excluded": episode.exit_reason in EXCLUDED_EXIT_REASONS,
         "prefix_consistent": all(step.prefix_ok is not False for step in steps),
         "prefix_breaks": [step.index for step in steps if step.prefix_ok is False],

@@ -31,7 +31,7 @@ SCHEMA = pa.schema([
 
 
 def step_rows(bundle: EpisodeBundle) -> list[dict]:
-    if not has_tokens(bundle):
+    if not has_tokens(bundle.steps):
         return []
     shared = {**ids(bundle), "provenance": provenance(bundle)}
     last = len(bundle.steps) - 1

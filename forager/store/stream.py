@@ -8,16 +8,16 @@ for (the JSON columns are the bulk of a store; an SFT export never needs the tok
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from functools import lru_cache
+from itertools import repeat
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Text, func, or_, type_coerce
+from sqlalchemy import JSON, Text, cast, func, or_, type_coerce
 from sqlmodel import select
 
+from forager.store.jsontext import RawJson, parse
 from forager.store.episodes import FINISHED
 from forager.store.tables import Episode, Image, Repo, Run, Step, Task
 
@@ -94,37 +94,46 @@ def filter_drops(store, filters: EpisodeFilters) -> tuple[int, dict[str, int]]:
 _SQLITE_MMAP_BYTES = 1 << 34
 
 
-def _decoded(value):
-    """A JSON column's stored text as Python values (PostgreSQL's driver has decoded it already)."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return orjson.loads(value)
-    except orjson.JSONDecodeError:  # NaN or Infinity, which Python's json writes and orjson refuses
-        return json.loads(value)
-
-
 @lru_cache(maxsize=64)
 def _step_row_type(names: tuple[str, ...]) -> type:
     """A plain tuple type with `Step`'s attribute names: one small object per step, no ORM state."""
     return namedtuple("StepRow", names, rename=False)
 
 
-def _read_steps(connection, ids: list[int], names: tuple[str, ...]) -> dict[int, list]:
-    """The steps of these episodes, in order, as StepRow tuples of `names` (JSON columns decoded)."""
+def _as_text(column, dialect: str):
+    # why: PostgreSQL's driver decodes a json column whatever SQLAlchemy's type says; a cast in SQL makes
+    # it send the text, which a json (not jsonb) column keeps exactly as written
+    return cast(column, Text) if dialect == "postgresql" else type_coerce(column, Text)
+
+
+def _raw(text: str | None) -> RawJson | None:
+    return None if text is None else RawJson(text)
+
+
+def _read_steps(connection, ids: list[int], names: tuple[str, ...], raw: frozenset[str]) -> dict[int, list]:
+    """The steps of these episodes, in order, as StepRow tuples of `names`: JSON columns decoded, those
+    in `raw` left as their stored text (RawJson)."""
     table = Step.__table__
-    json_at = [position for position, name in enumerate(names) if isinstance(table.c[name].type, JSON)]
-    # why JSON columns as Text: skips SQLAlchemy's per-value JSON processing (decoded below in one tight
-    # loop with orjson); other columns keep their types' processing (SQLite's 0/1 booleans become bools)
-    columns = [table.c.episode_id] + [type_coerce(table.c[name], Text).label(name) if position in json_at else table.c[name]
-                                      for position, name in enumerate(names)]
-    make = _step_row_type(names)._make
+    dialect = connection.dialect.name
+    is_json = [isinstance(table.c[name].type, JSON) for name in names]
+    # why JSON columns as text: skips SQLAlchemy's per-value JSON processing (decoded below, a column at
+    # a time, with orjson); other columns keep their types' processing (SQLite's 0/1 booleans become bools)
+    columns = [table.c.episode_id] + [_as_text(table.c[name], dialect).label(name) if json else table.c[name]
+                                      for name, json in zip(names, is_json, strict=True)]
     by_episode: dict[int, list] = {episode_id: [] for episode_id in ids}
     query = select(*columns).where(Step.episode_id.in_(ids)).order_by(Step.episode_id, Step.index)
-    for episode_id, *values in connection.execute(query).all():  # fetchall: one call, not one per row
-        for position in json_at:
-            values[position] = _decoded(values[position])
-        by_episode[episode_id].append(make(values))
+    rows = connection.execute(query).all()  # fetchall: one call, not one per row
+    if not rows:
+        return by_episode
+    # why a column at a time: map() runs each conversion in C's loop, faster than a Python loop over
+    # the rows
+    episode_ids, *values = zip(*rows, strict=True)
+    values = [list(map(_raw if name in raw else parse, column)) if json else column
+              for name, json, column in zip(names, is_json, values, strict=True)]
+    make = _step_row_type(names)
+    steps = map(make, *values) if values else repeat(make(), len(episode_ids))  # no columns: the steps still count
+    for episode_id, step in zip(episode_ids, steps, strict=True):
+        by_episode[episode_id].append(step)
     return by_episode
 
 
@@ -147,11 +156,13 @@ def split_ids(store, filters: EpisodeFilters, parts: int, min_per_part: int = 1)
 
 
 def stream_bundles(store, filters: EpisodeFilters, step_columns: Sequence[str], page: int = 64,
-                   first_id: int = 0, last_id: int | None = None) -> Iterator[EpisodeBundle]:
+                   first_id: int = 0, last_id: int | None = None, raw_columns: Collection[str] = ()) -> Iterator[EpisodeBundle]:
     """Finished episodes matching `filters`, in id order, each with its steps (only `step_columns`).
 
     Only episodes with first_id < id <= last_id (no upper bound when None): a range of `split_ids`.
+    JSON columns named in `raw_columns` come as their stored text (store.jsontext.RawJson), not decoded.
     """
+    raw = frozenset(raw_columns)
     names = tuple(name for name in dict.fromkeys(step_columns) if name != "episode_id")
     conditions = [condition for _name, condition in filters.conditions()]
     runs: dict[int, Run] = {}
@@ -170,7 +181,7 @@ def stream_bundles(store, filters: EpisodeFilters, step_columns: Sequence[str], 
             connection = s.connection()
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql(f"PRAGMA mmap_size={_SQLITE_MMAP_BYTES}")
-            by_episode = _read_steps(connection, ids, names)
+            by_episode = _read_steps(connection, ids, names, raw)
         last = ids[-1]
         for episode, task, repo, tag in episodes:
             yield EpisodeBundle.model_construct(run=runs[episode.run_id], episode=episode, task=task, repo=repo,

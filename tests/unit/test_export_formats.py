@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+from sqlmodel import select
 
 from forager.export import rl
 from forager.export import run as run_module
@@ -13,6 +14,7 @@ from forager.export.cwm import CwmOptions, cwm_row
 from forager.export.dedup import NearDuplicates
 from forager.export.preds import prediction_row
 from forager.export.rl import rl_row
+from forager.export.splice import count_items, list_items
 from forager.export.run import ExportRequest, export
 from forager.export.sft import SCHEMA as SFT_SCHEMA
 from forager.export.sft import SftOptions, sft_row
@@ -233,3 +235,50 @@ def test_streamed_steps_keep_their_column_types(tmp_path):
     assert [step.prefix_ok for step in bundle.steps] == [None, True, True] and bundle.steps[1].prefix_ok is True
     assert bundle.steps[0].done is False and bundle.steps[0].assistant_message == CONSISTENT[0].assistant_message
     assert bundle.steps[1].prompt_delta_ids == CONSISTENT[1].prompt_delta_ids
+
+
+@pytest.mark.parametrize(("text", "items"), [
+    ("[1,2,3]", "1,2,3"), ("[]", ""), ("[ 7, -0.25, 1e-05 ]", "7, -0.25, 1e-05"),
+    ("[1,[2]]", None), ('[1,"2"]', None), ("[NaN,1]", None), ("[-Infinity]", None), ("{}", None), ("1", None),
+])
+def test_list_items_splices_only_flat_lists_of_numbers(text, items):
+    assert list_items(text) == items
+    if items is not None:
+        assert count_items(items) == len(json.loads(text))
+
+
+def _store_of_episodes(path, episodes: list[list[Step]]) -> Store:
+    store = _store_with_episodes(path, 0)
+    with store.session() as s:
+        run, task = s.exec(select(Run)).one(), s.exec(select(Task)).one()
+        for number, steps in enumerate(episodes):
+            episode = Episode(run_id=run.id, task_id=task.id, attempt=number, status="finished", reward=-1.0 + number,
+                              exit_reason="submitted", messages=OPENING, tools=TOOLS, turns=len(steps))
+            s.add(episode)
+            s.flush()
+            s.add_all([Step(**step.model_dump(exclude={"id", "episode_id"}), episode_id=episode.id) for step in steps])
+        s.commit()
+    return store
+
+
+def test_rl_rows_joined_from_stored_text_load_as_the_decoded_rows(tmp_path):
+    short_logprobs = [CONSISTENT[0], CONSISTENT[1].model_copy(update={"logprobs": []})]
+    nan_logprob = [CONSISTENT[0].model_copy(update={"logprobs": [float("nan"), -0.5]})]
+    broken = [CONSISTENT[0], _step(1, "pwd", prompt=[1, 2, 3, 10, 99, 20, 21], completion=[12], prefix_ok=False)]
+    oracle = [_step(0, "ls", prompt=[], completion=[])]
+    store = _store_of_episodes(tmp_path / "store.db", [CONSISTENT, short_logprobs, nan_logprob, broken, oracle, CONSISTENT])
+    with store.engine.begin() as connection:  # an older store's spacing: json.dumps' default separators
+        connection.exec_driver_sql("UPDATE steps SET prompt_delta_ids = '[1, 2,  3 ]' WHERE episode_id = 6 AND \"index\" = 0")
+    raw = list(stream_bundles(store, EpisodeFilters(), rl.STEP_COLUMNS, raw_columns=rl.RAW_COLUMNS))
+    joined = [rl.spliced_token_lists(bundle.steps, 1.0) is not None for bundle in raw]
+    assert joined == [True, False, False, False, False, True]  # the others fall back to decoding
+
+    spliced = export(store, ExportRequest(format="rl", out=tmp_path / "spliced.jsonl", workers=1))
+    plain = export(store, ExportRequest(format="rl", out=tmp_path / "decoded.jsonl", workers=1, splice_json=False))
+    rows = [json.loads(line) for line in (tmp_path / "spliced.jsonl").read_text().splitlines()]
+    assert rows == [json.loads(line) for line in (tmp_path / "decoded.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and spliced.tokens == plain.tokens == sum(r["n_prompt_tokens"] + r["n_response_tokens"] for r in rows)
+    assert rows[0]["response_ids"] == [10, 11, 20, 21, 22, 12, 23, 13, 14] and rows[0]["rewards"] == [0.0] * 8 + [-1.0]
+    assert rows[1]["logprobs"] == [-0.5, -0.5, 0.0, 0.0, 0.0, 0.0]  # the missing one reads 0.0
+    assert rows[2]["logprobs"] == [None, -0.5]  # NaN is no JSON: null, as orjson writes it
+    assert rows[4]["prompt_ids"] == [1, 2, 3] and rows[4]["n_response_tokens"] == 9
