@@ -6,6 +6,9 @@ replies of ~200 tokens (~700 characters of CWM text with their logprobs), observ
 per turn. As in the store, each call keeps only the prompt tokens it adds after the previous call's
 prompt + completion (`prompt_offset`, `prompt_delta_ids`), so the `rl` and `steps` exports rebuild
 whole prompts from deltas. Run with `.venv/bin/python bench/export.py`.
+
+`rl` is also exported with `splice_json=False` (every number decoded and encoded again), so the
+gain of joining the stored token-list text shows as a ratio measured in the same run.
 """
 
 from __future__ import annotations
@@ -90,9 +93,10 @@ def generate(store: Store, episodes: int, steps: int, seed: int = 0) -> int:
     return written
 
 
-def measure(store: Store, out: Path, fmt: str) -> dict:
-    stats = export(store, ExportRequest(format=fmt, out=out))
-    return {"format": fmt, "file": out.suffix[1:], "rows": stats.rows, "steps": stats.steps,
+def measure(store: Store, out: Path, fmt: str, splice_json: bool = True) -> dict:
+    stats = export(store, ExportRequest(format=fmt, out=out, splice_json=splice_json))
+    out.unlink()  # why: the steps format's file is tens of GB; keep one at a time on disk
+    return {"format": fmt, "file": out.suffix[1:] + ("" if splice_json else " (decoded)"), "rows": stats.rows, "steps": stats.steps,
             "steps_per_second": round(stats.steps / stats.seconds), "seconds": stats.seconds,
             "bytes": stats.bytes, "megabytes_per_second": round(stats.bytes / stats.seconds / 1e6, 1)}
 
@@ -112,9 +116,13 @@ def main() -> None:
         report = {"store_steps": total, "store_bytes": (tmp / "bench.db").stat().st_size,
                   "generate_seconds": round(time.perf_counter() - started, 1), "exports": []}
         for fmt in args.formats.split(","):
-            for suffix in (".jsonl", ".parquet"):
-                report["exports"].append(measure(store, tmp / f"{fmt}{suffix}", fmt))
+            runs = [(".jsonl", True), (".parquet", True)] + ([(".jsonl", False)] if fmt == "rl" else [])
+            for suffix, splice in runs:
+                report["exports"].append(measure(store, tmp / f"{fmt}{suffix}", fmt, splice))
                 print(json.dumps(report["exports"][-1]), file=sys.stderr)
+        by = {(e["format"], e["file"]): e["steps_per_second"] for e in report["exports"]}
+        if ("rl", "jsonl") in by and ("rl", "jsonl (decoded)") in by:  # side by side, same run: a ratio, not seconds
+            report["rl_jsonl_joined_over_decoded"] = round(by["rl", "jsonl"] / by["rl", "jsonl (decoded)"], 2)
         print(json.dumps(report, indent=2))
 
 

@@ -68,8 +68,9 @@ class Format(NamedTuple):
     raw_columns: tuple[str, ...] = ()  # JSON step columns its rows take as stored text (JSONL only)
 
 
-def _token_ids(*fields: str) -> Callable[[EpisodeBundle, list[dict]], int]:
-    return lambda _bundle, rows: sum(len(row[field]) for row in rows for field in fields)
+def _counted(*fields: str) -> Callable[[EpisodeBundle, list[dict]], int]:
+    """Tokens of rows that count their own (their id lists may be JSON text, not lists)."""
+    return lambda _bundle, rows: sum(row[field] for row in rows for field in fields)
 
 
 def _one(row: dict | None) -> list[dict]:
@@ -79,10 +80,10 @@ def _one(row: dict | None) -> list[dict]:
 FORMATS: dict[str, Format] = {
     "sft": Format(sft.STEP_COLUMNS, sft.SCHEMA, lambda b, r: [sft.sft_row(b, r.sft_options)], lambda b, _rows: context_tokens(b)),
     "cwm": Format(cwm.STEP_COLUMNS, cwm.SCHEMA, lambda b, r: [cwm.cwm_row(b, r.cwm_options)], lambda b, _rows: context_tokens(b)),
-    "rl": Format(rl.STEP_COLUMNS, rl.SCHEMA, lambda b, _r: _one(rl.rl_row(b)),
-                 lambda _b, rows: sum(row["n_prompt_tokens"] + row["n_response_tokens"] for row in rows), rl.RAW_COLUMNS),
+    "rl": Format(rl.STEP_COLUMNS, rl.SCHEMA, lambda b, _r: _one(rl.rl_row(b)), _counted("n_prompt_tokens", "n_response_tokens"),
+                 rl.RAW_COLUMNS),
     "steps": Format(steps.STEP_COLUMNS, steps.SCHEMA, lambda b, _r: steps.step_rows(b),
-                    _token_ids("prompt_ids", "completion_ids")),
+                    _counted("n_prompt_tokens", "n_completion_tokens"), steps.RAW_COLUMNS),
     "swebench-preds": Format(preds.STEP_COLUMNS, preds.SCHEMA, lambda b, _r: [preds.prediction_row(b)], lambda b, _rows: 0),
 }
 

@@ -18,6 +18,7 @@ from forager.export.splice import count_items, list_items
 from forager.export.run import ExportRequest, export
 from forager.export.sft import SCHEMA as SFT_SCHEMA
 from forager.export.sft import SftOptions, sft_row
+from forager.export import steps as steps_format
 from forager.export.steps import step_rows
 from forager.export.writer import open_writer
 from forager.llm.tokens import full_prompts
@@ -261,7 +262,7 @@ def _store_of_episodes(path, episodes: list[list[Step]]) -> Store:
     return store
 
 
-def test_rl_rows_joined_from_stored_text_load_as_the_decoded_rows(tmp_path):
+def test_rl_and_step_rows_joined_from_stored_text_load_as_the_decoded_rows(tmp_path):
     short_logprobs = [CONSISTENT[0], CONSISTENT[1].model_copy(update={"logprobs": []})]
     nan_logprob = [CONSISTENT[0].model_copy(update={"logprobs": [float("nan"), -0.5]})]
     broken = [CONSISTENT[0], _step(1, "pwd", prompt=[1, 2, 3, 10, 99, 20, 21], completion=[12], prefix_ok=False)]
@@ -269,16 +270,25 @@ def test_rl_rows_joined_from_stored_text_load_as_the_decoded_rows(tmp_path):
     store = _store_of_episodes(tmp_path / "store.db", [CONSISTENT, short_logprobs, nan_logprob, broken, oracle, CONSISTENT])
     with store.engine.begin() as connection:  # an older store's spacing: json.dumps' default separators
         connection.exec_driver_sql("UPDATE steps SET prompt_delta_ids = '[1, 2,  3 ]' WHERE episode_id = 6 AND \"index\" = 0")
-    raw = list(stream_bundles(store, EpisodeFilters(), rl.STEP_COLUMNS, raw_columns=rl.RAW_COLUMNS))
-    joined = [rl.spliced_token_lists(bundle.steps, 1.0) is not None for bundle in raw]
-    assert joined == [True, False, False, False, False, True]  # the others fall back to decoding
+    raw = list(stream_bundles(store, EpisodeFilters(), steps_format.STEP_COLUMNS, raw_columns=rl.RAW_COLUMNS))
+    # the others fall back to decoding; a prefix break is joined per call (each prompt is stored whole)
+    assert [rl.spliced_token_lists(b.steps, 1.0) is not None for b in raw] == [True, False, False, False, False, True]
+    assert [steps_format.spliced_calls(b.steps) is not None for b in raw] == [True, False, False, True, False, True]
 
-    spliced = export(store, ExportRequest(format="rl", out=tmp_path / "spliced.jsonl", workers=1))
-    plain = export(store, ExportRequest(format="rl", out=tmp_path / "decoded.jsonl", workers=1, splice_json=False))
-    rows = [json.loads(line) for line in (tmp_path / "spliced.jsonl").read_text().splitlines()]
-    assert rows == [json.loads(line) for line in (tmp_path / "decoded.jsonl").read_text().splitlines()]
-    assert len(rows) == 5 and spliced.tokens == plain.tokens == sum(r["n_prompt_tokens"] + r["n_response_tokens"] for r in rows)
-    assert rows[0]["response_ids"] == [10, 11, 20, 21, 22, 12, 23, 13, 14] and rows[0]["rewards"] == [0.0] * 8 + [-1.0]
+    loaded = {}
+    for fmt in ("rl", "steps"):
+        for splice in (True, False):
+            stats = export(store, ExportRequest(format=fmt, out=tmp_path / "out.jsonl", workers=1, splice_json=splice))
+            loaded[fmt, splice] = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+            assert stats.tokens == sum(r["n_prompt_tokens"] + r.get("n_response_tokens", r.get("n_completion_tokens"))
+                                       for r in loaded[fmt, splice])
+        assert loaded[fmt, True] == loaded[fmt, False]
+    rows = loaded["rl", True]
+    assert len(rows) == 5 and rows[0]["response_ids"] == [10, 11, 20, 21, 22, 12, 23, 13, 14]
+    assert rows[0]["rewards"] == [0.0] * 8 + [-1.0]
     assert rows[1]["logprobs"] == [-0.5, -0.5, 0.0, 0.0, 0.0, 0.0]  # the missing one reads 0.0
     assert rows[2]["logprobs"] == [None, -0.5]  # NaN is no JSON: null, as orjson writes it
     assert rows[4]["prompt_ids"] == [1, 2, 3] and rows[4]["n_response_tokens"] == 9
+    calls = loaded["steps", True]
+    assert [c["prompt_ids"] for c in calls[-3:]] == full_prompts(CONSISTENT)
+    assert [c["n_prompt_tokens"] for c in calls[-3:]] == [3, 8, 10]
