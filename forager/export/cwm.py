@@ -52,8 +52,11 @@ def role_of(message: dict) -> str:
 
 def body_of(message: dict) -> str:
     content = message.get("content")
+    calls = message.get("tool_calls")
+    if not calls:  # why first: nearly every message, and the one path an export's time goes through
+        return content if isinstance(content, str) else ""
     parts = [content] if isinstance(content, str) and content else []
-    for call in message.get("tool_calls") or []:
+    for call in calls:
         function = call.get("function", call)
         arguments = function.get("arguments") or {}
         arguments = arguments if isinstance(arguments, str) else json_text(arguments)
@@ -66,11 +69,10 @@ def cwm_row(bundle: EpisodeBundle, options: CwmOptions = CwmOptions()) -> dict:
     rng = random.Random(f"{options.seed}:{row_ids['trajectory_id']}")
     pieces, segments, at = [BEGIN], [], len(BEGIN)
     for message in history(bundle):
-        block = f"{START}{role_of(message)}{END}\n\n{body_of(message)}{EOT}"
-        loss = message["role"] == "assistant"
-        if message["role"] == "tool":
-            loss = rng.random() >= options.mask_observations
-        segments.append({"role": role_of(message), "start": at, "end": at + len(block), "loss": loss})
+        role = role_of(message)
+        block = f"{START}{role}{END}\n\n{body_of(message)}{EOT}"
+        loss = rng.random() >= options.mask_observations if message["role"] == "tool" else message["role"] == "assistant"
+        segments.append({"role": role, "start": at, "end": at + len(block), "loss": loss})
         pieces.append(block)
         at += len(block)
     return {**row_ids, "text": "".join(pieces), "segments": segments, **outcome(bundle), "provenance": provenance(bundle)}

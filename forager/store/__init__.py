@@ -40,6 +40,9 @@ def _engine_for(url: str) -> Engine:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn, _record):  # why: WAL lets readers and one writer work at once
         cur = dbapi_conn.cursor()
+        # why 16 KiB pages (a new file only; an existing one keeps its size): a step row is ~10-20 KB,
+        # and fewer overflow pages per row made the export benchmark's reads ~15% faster
+        cur.execute("PRAGMA page_size=16384")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
