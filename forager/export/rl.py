@@ -32,7 +32,7 @@ from forager.export.common import (
     outcome,
     provenance,
 )
-from forager.export.splice import count_items, list_items
+from forager.export.splice import call_items, count_items
 from forager.llm.tokens import full_prompts
 from forager.store.jsontext import RawJson, decoded
 from forager.store.stream import EpisodeBundle
@@ -103,13 +103,10 @@ def spliced_token_lists(steps: Sequence, reward: float) -> dict | None:
     response, mask, logprobs = ["["], ["["], ["["]  # pieces of each list's text, every item followed by a comma
     count = 0
     for position, step in enumerate(steps):
-        delta, completion, sampled = (list_items(column.text) if isinstance(column, RawJson) else None
-                                      for column in (step.prompt_delta_ids, step.completion_token_ids, step.logprobs))
-        if delta is None or not completion or sampled is None or (position > 0 and not step.prompt_offset):
+        items = call_items(step)
+        if items is None or (position > 0 and not step.prompt_offset):
             return None
-        sampled_count = count_items(completion)
-        if count_items(sampled) != sampled_count:
-            return None
+        delta, completion, sampled, sampled_count = items
         if position == 0:
             if not delta:
                 return None

@@ -11,6 +11,10 @@ refuse them; the decoding path writes null). Anything else returns None and the 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from forager.store.jsontext import RawJson
+
 
 def list_items(text: str) -> str | None:
     """The text between the brackets of a stored flat list of numbers ('1,2,3'; '' when empty), or
@@ -30,4 +34,26 @@ def count_items(items: str) -> int:
     return items.count(",") + 1 if items else 0
 
 
-__all__ = ["count_items", "list_items"]
+class CallItems(NamedTuple):
+    """One model call's token columns as list items: the prompt's new ids, the completion, its logprobs."""
+
+    delta: str
+    completion: str
+    sampled: str
+    completion_count: int
+
+
+def call_items(step) -> CallItems | None:
+    """A step's three token columns as list items, or None where they must be decoded: a column not read
+    as text, a list that cannot be joined, no completion, or a logprob count unlike the completion's."""
+    columns = (step.prompt_delta_ids, step.completion_token_ids, step.logprobs)
+    delta, completion, sampled = (list_items(column.text) if isinstance(column, RawJson) else None for column in columns)
+    if delta is None or not completion or sampled is None:
+        return None
+    completion_count = count_items(completion)
+    if count_items(sampled) != completion_count:
+        return None
+    return CallItems(delta, completion, sampled, completion_count)
+
+
+__all__ = ["CallItems", "call_items", "count_items", "list_items"]

@@ -13,9 +13,8 @@ import pyarrow as pa
 
 from forager.export.common import IDS_SCHEMA, PROVENANCE_FIELD, ids, json_text, provenance
 from forager.export.rl import RAW_COLUMNS, decoded_tokens, has_tokens, sampled_logprobs
-from forager.export.splice import count_items, list_items
+from forager.export.splice import call_items, count_items
 from forager.llm.tokens import full_prompts
-from forager.store.jsontext import RawJson
 from forager.store.stream import EpisodeBundle
 
 __all__ = ["RAW_COLUMNS", "SCHEMA", "STEP_COLUMNS", "step_rows"]
@@ -49,13 +48,10 @@ def spliced_calls(steps: Sequence) -> list[tuple] | None:
     calls = []
     context, context_count = "", 0  # the previous call's prompt + completion, as list items
     for step in steps:
-        delta, completion, sampled = (list_items(column.text) if isinstance(column, RawJson) else None
-                                      for column in (step.prompt_delta_ids, step.completion_token_ids, step.logprobs))
-        if delta is None or not completion or sampled is None:
+        items = call_items(step)
+        if items is None:
             return None
-        completion_count = count_items(completion)
-        if count_items(sampled) != completion_count:
-            return None
+        delta, completion, _sampled, completion_count = items
         if step.prompt_offset:
             if step.prompt_offset != context_count:
                 return None
