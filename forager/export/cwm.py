@@ -53,7 +53,7 @@ def role_of(message: dict) -> str:
 def body_of(message: dict) -> str:
     content = message.get("content")
     calls = message.get("tool_calls")
-    if not calls:  # why first: nearly every message, and the one path an export's time goes through
+    if not calls:
         return content if isinstance(content, str) else ""
     parts = [content] if isinstance(content, str) and content else []
     for call in calls:
@@ -66,13 +66,21 @@ def body_of(message: dict) -> str:
 
 def cwm_row(bundle: EpisodeBundle, options: CwmOptions = CwmOptions()) -> dict:
     row_ids = ids(bundle)
-    rng = random.Random(f"{options.seed}:{row_ids['trajectory_id']}")
+    draw = random.Random(f"{options.seed}:{row_ids['trajectory_id']}").random
+    frame = len(START) + len(END) + 2 + len(EOT)  # a block's characters besides its role and body
     pieces, segments, at = [BEGIN], [], len(BEGIN)
     for message in history(bundle):
-        role = role_of(message)
-        block = f"{START}{role}{END}\n\n{body_of(message)}{EOT}"
-        loss = rng.random() >= options.mask_observations if message["role"] == "tool" else message["role"] == "assistant"
-        segments.append({"role": role, "start": at, "end": at + len(block), "loss": loss})
-        pieces.append(block)
-        at += len(block)
+        kind = message["role"]
+        if kind == "tool":
+            role, loss = role_of(message), draw() >= options.mask_observations
+        else:
+            role, loss = kind, kind == "assistant"
+        body = message.get("content")
+        if message.get("tool_calls") or not isinstance(body, str):  # why inline: nearly every message is plain
+            body = body_of(message)
+        end = at + frame + len(role) + len(body)
+        segments.append({"role": role, "start": at, "end": end, "loss": loss})
+        # why parts, not a block string per message: the text is then copied once, by the join
+        pieces += (START, role, END, "\n\n", body, EOT)
+        at = end
     return {**row_ids, "text": "".join(pieces), "segments": segments, **outcome(bundle), "provenance": provenance(bundle)}

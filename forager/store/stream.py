@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterator, Sequence
 from functools import lru_cache
 from itertools import repeat
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Text, cast, func, or_, type_coerce
 from sqlmodel import select
@@ -110,6 +111,14 @@ def _raw(text: str | None) -> RawJson | None:
     return None if text is None else RawJson(text)
 
 
+def _parsed(texts: Sequence[str | None]) -> list:
+    """A column's JSON texts decoded: orjson straight from C's loop, the careful parse if one fails."""
+    try:
+        return list(map(orjson.loads, texts))
+    except (orjson.JSONDecodeError, TypeError):  # NaN or Infinity that orjson refuses, or NULL
+        return list(map(parse, texts))
+
+
 def _read_steps(connection, ids: list[int], names: tuple[str, ...], raw: frozenset[str]) -> dict[int, list]:
     """The steps of these episodes, in order, as StepRow tuples of `names`: JSON columns decoded, those
     in `raw` left as their stored text (RawJson)."""
@@ -128,7 +137,7 @@ def _read_steps(connection, ids: list[int], names: tuple[str, ...], raw: frozens
     # why a column at a time: map() runs each conversion in C's loop, faster than a Python loop over
     # the rows
     episode_ids, *values = zip(*rows, strict=True)
-    values = [list(map(_raw if name in raw else parse, column)) if json else column
+    values = [(list(map(_raw, column)) if name in raw else _parsed(column)) if json else column
               for name, json, column in zip(names, is_json, values, strict=True)]
     make = _step_row_type(names)
     steps = map(make, *values) if values else repeat(make(), len(episode_ids))  # no columns: the steps still count
