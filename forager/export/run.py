@@ -38,7 +38,10 @@ class ExportRequest(BaseModel):
     limit: int | None = Field(default=None, ge=1, description="at most this many episodes")
     sft_options: SftOptions = Field(default_factory=SftOptions)
     cwm_options: CwmOptions = Field(default_factory=CwmOptions)
-    batch_rows: int = Field(default=512, ge=1, description="rows per write (a Parquet row group)")
+    batch_rows: int = Field(default=512, ge=1, description="rows per write (a Parquet row group) at the most")
+    # why a token bound too: an rl row of a long episode holds its every token four times, and 512 of
+    # them held as Python lists for one Parquet row group took 2 GB on the benchmark's 50-turn episodes
+    batch_tokens: int = Field(default=1_000_000, ge=1, description="a write as soon as its rows hold this many tokens")
     workers: int | None = Field(default=None, ge=1, description="processes for a JSONL export (None: 2, or 1 on one core)")
     splice_json: bool = Field(default=True, description="JSONL: copy stored JSON text into the rows where that gives the "
                               "same values (export.splice); False decodes and encodes every value (slower, same rows)")
@@ -126,6 +129,7 @@ def _write_range(store, request: ExportRequest, writer, stats: ExportStats, firs
 def _write_rows(store, request: ExportRequest, writer, stats: ExportStats, chosen: Format, duplicates, columns, raw,
                 first_id: int, last_id: int | None) -> None:
     batch: list[dict] = []
+    batch_tokens = 0
     for bundle in stream_bundles(store, request.filters, columns, first_id=first_id, last_id=last_id, raw_columns=raw):
         rows = chosen.rows(bundle, request)
         if not rows:
@@ -138,11 +142,13 @@ def _write_rows(store, request: ExportRequest, writer, stats: ExportStats, chose
         stats.rows += len(rows)
         stats.episodes += 1
         stats.steps += len(bundle.steps)
-        stats.tokens += chosen.tokens(bundle, rows)
+        tokens = chosen.tokens(bundle, rows)
+        stats.tokens += tokens
         stats.resolved += bool(bundle.episode.resolved)
-        if len(batch) >= request.batch_rows:
+        batch_tokens += tokens
+        if len(batch) >= request.batch_rows or batch_tokens >= request.batch_tokens:
             writer.write(batch)
-            batch = []
+            batch, batch_tokens = [], 0
         if request.limit is not None and stats.episodes >= request.limit:
             break
     writer.write(batch)

@@ -292,3 +292,15 @@ def test_rl_and_step_rows_joined_from_stored_text_load_as_the_decoded_rows(tmp_p
     calls = loaded["steps", True]
     assert [c["prompt_ids"] for c in calls[-3:]] == full_prompts(CONSISTENT)
     assert [c["n_prompt_tokens"] for c in calls[-3:]] == [3, 8, 10]
+
+
+def test_a_write_holds_at_most_batch_tokens_so_long_episodes_do_not_pile_up(tmp_path):
+    import pyarrow.parquet as pq
+
+    store = _store_with_episodes(tmp_path / "store.db", 12)  # 8 with token ids, 12 tokens each in rl
+    whole = export(store, ExportRequest(format="rl", out=tmp_path / "whole.parquet"))
+    split = export(store, ExportRequest(format="rl", out=tmp_path / "split.parquet", batch_tokens=30))
+    assert whole.rows == split.rows == 8 and whole.tokens == split.tokens == 96
+    assert pq.ParquetFile(tmp_path / "whole.parquet").num_row_groups == 1
+    assert pq.ParquetFile(tmp_path / "split.parquet").num_row_groups == 3  # 3 rows reach 36 tokens: 3 + 3 + 2
+    assert pd.read_parquet(tmp_path / "split.parquet").equals(pd.read_parquet(tmp_path / "whole.parquet"))
