@@ -31,6 +31,8 @@ def export(
     mask_observations: Annotated[float, typer.Option("--mask-observations", min=0.0, max=1.0,
                                                      help="cwm: share of observations kept out of the loss (CWM: 0.5)")] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="cwm: seed of the observation mask")] = 0,
+    workers: Annotated[int | None, typer.Option("--workers", min=1,
+                                                help="processes for a JSONL export (default: one per core, up to 8)")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -57,7 +59,7 @@ def export(
         names = ", ".join(r.name for r in store.runs()) or "none yet"
         raise die(f"--run {run!r}: no such run (runs: {names})")
     request = ExportRequest(
-        format=fmt, out=out_path, limit=limit, dedup=dedup,
+        format=fmt, out=out_path, limit=limit, dedup=dedup, workers=workers,
         filters=EpisodeFilters(run=run, repo=repo, kind=kind, resolved_only=resolved_only, min_reward=min_reward,
                                exit_reasons=exit_reason),
         sft_options=SftOptions(openai_tool_calls=openai_tool_calls, train_format_errors=train_format_errors),

@@ -42,7 +42,7 @@ class ExportRequest(BaseModel):
     # why a token bound too: an rl row of a long episode holds its every token four times, and 512 of
     # them held as Python lists for one Parquet row group took 2 GB on the benchmark's 50-turn episodes
     batch_tokens: int = Field(default=1_000_000, ge=1, description="a write as soon as its rows hold this many tokens")
-    workers: int | None = Field(default=None, ge=1, description="processes for a JSONL export (None: 2, or 1 on one core)")
+    workers: int | None = Field(default=None, ge=1, description="processes for a JSONL export (None: one per core, up to MAX_WORKERS)")
     splice_json: bool = Field(default=True, description="JSONL: copy stored JSON text into the rows where that gives the "
                               "same values (export.splice); False decodes and encodes every value (slower, same rows)")
 
@@ -93,6 +93,8 @@ FORMATS: dict[str, Format] = {
 
 # why: below this many matching episodes per worker, starting a process costs more than it saves
 PARALLEL_MIN_EPISODES = 128
+# why a cap: the parent appends every later part to the file, and the disk is the limit well before 8
+MAX_WORKERS = 8
 
 
 @contextmanager
@@ -160,7 +162,7 @@ def _parallel_ranges(store, request: ExportRequest) -> list[tuple[int, int | Non
     Only JSONL: its parts concatenate into exactly the sequential file. Not with dedup or a limit:
     both depend on every earlier episode.
     """
-    workers = request.workers if request.workers is not None else min(2, os.cpu_count() or 1)
+    workers = request.workers if request.workers is not None else min(MAX_WORKERS, os.cpu_count() or 1)
     if (workers < 2 or request.out.suffix != ".jsonl" or request.dedup or request.limit is not None
             or "fork" not in multiprocessing.get_all_start_methods()):
         return [(0, None)]

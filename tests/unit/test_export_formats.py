@@ -217,13 +217,14 @@ def _store_with_episodes(path, episodes: int) -> Store:
     return store
 
 
-@pytest.mark.parametrize("fmt", ["sft", "rl", "cwm"])
-def test_parallel_jsonl_export_is_the_sequential_file_byte_for_byte(tmp_path, monkeypatch, fmt):
+@pytest.mark.parametrize(("fmt", "workers"), [("sft", 2), ("rl", 2), ("cwm", 2), ("steps", 3), ("rl", 5)])
+def test_parallel_jsonl_export_is_the_sequential_file_byte_for_byte(tmp_path, monkeypatch, fmt, workers):
     store = _store_with_episodes(tmp_path / "store.db", 25)
     monkeypatch.setattr(run_module, "PARALLEL_MIN_EPISODES", 4)
-    assert len(run_module._parallel_ranges(store, ExportRequest(format=fmt, out=tmp_path / "x.jsonl", workers=2))) == 2
+    ranges = run_module._parallel_ranges(store, ExportRequest(format=fmt, out=tmp_path / "x.jsonl", workers=workers))
+    assert len(ranges) == workers
     one = export(store, ExportRequest(format=fmt, out=tmp_path / "one.jsonl", workers=1))
-    two = export(store, ExportRequest(format=fmt, out=tmp_path / "two.jsonl", workers=2))
+    two = export(store, ExportRequest(format=fmt, out=tmp_path / "two.jsonl", workers=workers))
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
     assert one.rows > 0 and one.model_dump(exclude={"out", "seconds", "steps_per_second"}) == \
         two.model_dump(exclude={"out", "seconds", "steps_per_second"})
