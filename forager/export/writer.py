@@ -54,10 +54,21 @@ class JsonlWriter:
         self.temporary.unlink(missing_ok=True)
 
 
+def string_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet column paths of a schema that hold strings (nested ones included)."""
+    empty = pa.BufferOutputStream()
+    pq.write_table(schema.empty_table(), empty)
+    layout = pq.read_metadata(pa.BufferReader(empty.getvalue())).schema
+    return [layout.column(i).path for i in range(len(layout)) if layout.column(i).physical_type == "BYTE_ARRAY"]
+
+
 class ParquetWriter:
     def __init__(self, path: Path, schema: pa.Schema):
         self.path, self.temporary, self.schema = path, _temporary(path), schema
-        self.writer = pq.ParquetWriter(self.temporary, schema, compression="zstd")
+        # why dictionaries for strings only: on token-id and logprob lists a dictionary rarely pays and
+        # building one was most of the write (measured: steps 3x faster and its file 30% smaller
+        # without, rl 3.4x faster and 13% larger)
+        self.writer = pq.ParquetWriter(self.temporary, schema, compression="zstd", use_dictionary=string_columns(schema))
 
     def write(self, rows: list[dict]) -> None:
         if rows:
