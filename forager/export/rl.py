@@ -14,6 +14,9 @@ re-tokenised difference. Such rows say `prefix_consistent: false` and list the s
 `rewards` is one value per response token: the episode reward on the last sampled token, 0 elsewhere.
 `excluded` marks episodes cut off by a limit or broken by an error (common.EXCLUDED_EXIT_REASONS).
 An episode without token ids (the oracle, or a server that did not return them) has no RL row.
+
+In a JSONL export the lists are joined from the token columns' stored text (`spliced_token_lists`,
+see export.splice) and only decoded (`token_lists`) where that cannot give the same values.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ def spliced_token_lists(steps: Sequence, reward: float) -> dict | None:
     """The same fields as `token_lists`, joined from the columns' stored text without decoding a number
     (see export.splice); None where that cannot be done, and `token_lists` then decodes: a column not
     read as text, an episode without ids, a prefix break, a logprob count unlike its completion's."""
+    if not steps:
+        return None
     response, mask, logprobs = ["["], ["["], ["["]  # pieces of each list's text, every item followed by a comma
     count = 0
     for position, step in enumerate(steps):
@@ -121,8 +126,6 @@ def spliced_token_lists(steps: Sequence, reward: float) -> dict | None:
         mask.append("1," * sampled_count)
         logprobs += (sampled, ",")
         count += sampled_count
-    if not steps:
-        return None
     # each list ends with its last completion: a comma piece (or "1," repeated) whose comma becomes "]"
     response[-1], logprobs[-1], mask[-1] = "]", "]", mask[-1][:-1] + "]"
     return {"prompt_ids": orjson.Fragment(prompt), "response_ids": orjson.Fragment("".join(response)),
