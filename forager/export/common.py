@@ -5,7 +5,6 @@ from __future__ import annotations
 import orjson
 import pyarrow as pa
 
-from forager.store.jsontext import decoded
 from forager.store.stream import EpisodeBundle
 
 # Exit reasons of episodes cut off by a limit or broken by an error: their final state says nothing
@@ -71,8 +70,8 @@ def history(bundle: EpisodeBundle) -> list[dict]:
     """
     messages = list(bundle.episode.messages)
     for step in bundle.steps:
-        messages.append(decoded(step.assistant_message))
-        messages.extend(decoded(step.observation_messages))
+        messages.append(step.assistant_message)
+        messages.extend(step.observation_messages)
     return messages
 
 

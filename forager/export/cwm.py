@@ -75,9 +75,7 @@ def cwm_row(bundle: EpisodeBundle, options: CwmOptions = CwmOptions()) -> dict:
             role, loss = role_of(message), draw() >= options.mask_observations
         else:
             role, loss = kind, kind == "assistant"
-        body = message.get("content")
-        if message.get("tool_calls") or not isinstance(body, str):  # why inline: nearly every message is plain
-            body = body_of(message)
+        body = body_of(message)
         end = at + frame + len(role) + len(body)
         segments.append({"role": role, "start": at, "end": end, "loss": loss})
         # why parts, not a block string per message: the text is then copied once, by the join

@@ -150,16 +150,16 @@ def _bounds(first_id: int, last_id: int | None) -> list:
     return [Episode.id > first_id] + ([Episode.id <= last_id] if last_id is not None else [])
 
 
-def split_ids(store, filters: EpisodeFilters, parts: int, min_per_part: int = 1) -> list[tuple[int, int | None]]:
-    """Up to `parts` disjoint, ordered (after id, up to id) ranges of the matching episodes, of about
-    equal counts, for exporting in parallel: fewer where a part would hold under `min_per_part`."""
+def split_ids(store, filters: EpisodeFilters, matching: int, parts: int, min_per_part: int = 1) -> list[tuple[int, int | None]]:
+    """Up to `parts` disjoint, ordered (after id, up to id) ranges of the `matching` episodes the filters
+    let through (as `filter_drops` counted them), of about equal counts, for exporting in parallel:
+    fewer where a part would hold under `min_per_part`."""
     conditions = [condition for _name, condition in filters.conditions()]
+    parts = max(1, min(parts, matching // max(1, min_per_part)))
     with store.session() as s:
-        total = s.exec(_joined(select(func.count(Episode.id))).where(*conditions)).one()
-        parts = max(1, min(parts, total // max(1, min_per_part)))
-        # the last id of each part but the last one: the (total * part // parts)-th matching episode
+        # the last id of each part but the last one: the (matching * part // parts)-th matching episode
         cuts = [s.exec(_joined(select(Episode.id)).where(*conditions).order_by(Episode.id)
-                       .offset(total * part // parts - 1).limit(1)).one() for part in range(1, parts)]
+                       .offset(matching * part // parts - 1).limit(1)).one() for part in range(1, parts)]
     edges = [0, *cuts]
     return [(after, upto) for after, upto in zip(edges, [*edges[1:], None], strict=True)]
 

@@ -221,7 +221,8 @@ def _store_with_episodes(path, episodes: int) -> Store:
 def test_parallel_jsonl_export_is_the_sequential_file_byte_for_byte(tmp_path, monkeypatch, fmt, workers):
     store = _store_with_episodes(tmp_path / "store.db", 25)
     monkeypatch.setattr(run_module, "PARALLEL_MIN_EPISODES", 4)
-    ranges = run_module._parallel_ranges(store, ExportRequest(format=fmt, out=tmp_path / "x.jsonl", workers=workers))
+    ranges = run_module._parallel_ranges(store, ExportRequest(format=fmt, out=tmp_path / "x.jsonl", workers=workers),
+                                         matching=25)
     assert len(ranges) == workers
     one = export(store, ExportRequest(format=fmt, out=tmp_path / "one.jsonl", workers=1))
     two = export(store, ExportRequest(format=fmt, out=tmp_path / "two.jsonl", workers=workers))
@@ -276,14 +277,17 @@ def test_rl_and_step_rows_joined_from_stored_text_load_as_the_decoded_rows(tmp_p
     assert [rl.spliced_token_lists(b.steps, 1.0) is not None for b in raw] == [True, False, False, False, False, True]
     assert [steps_format.spliced_calls(b.steps) is not None for b in raw] == [True, False, False, True, False, True]
 
-    loaded = {}
+    loaded, tokens = {}, {}
     for fmt in ("rl", "steps"):
         for splice in (True, False):
             stats = export(store, ExportRequest(format=fmt, out=tmp_path / "out.jsonl", workers=1, splice_json=splice))
             loaded[fmt, splice] = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-            assert stats.tokens == sum(r["n_prompt_tokens"] + r.get("n_response_tokens", r.get("n_completion_tokens"))
-                                       for r in loaded[fmt, splice])
-        assert loaded[fmt, True] == loaded[fmt, False]
+            tokens[fmt, splice] = stats.tokens
+            for row in loaded[fmt, splice]:  # the counts are the lists' lengths, joined or decoded
+                assert row["n_prompt_tokens"] == len(row["prompt_ids"])
+                assert row.get("n_response_tokens", row.get("n_completion_tokens")) == \
+                    len(row.get("response_ids", row.get("completion_ids")))
+        assert loaded[fmt, True] == loaded[fmt, False] and tokens[fmt, True] == tokens[fmt, False]
     rows = loaded["rl", True]
     assert len(rows) == 5 and rows[0]["response_ids"] == [10, 11, 20, 21, 22, 12, 23, 13, 14]
     assert rows[0]["rewards"] == [0.0] * 8 + [-1.0]
