@@ -148,6 +148,10 @@ def status(
     for row, _repo in rows:
         if row.status == "failed" and row.failure_message:
             out.print(f"[red]{row.id}[/red] {row.failure_message}", highlight=False, soft_wrap=True)
+        if installed := (row.changed_tracked or {}).get("install"):
+            out.print(f"[yellow]{row.id}[/yellow] its install changed tracked files (episodes start from a commit "
+                      f"that holds the change): {', '.join(installed[:3])}{' ...' if len(installed) > 3 else ''}",
+                      highlight=False, soft_wrap=True)
     if tasks:
         table = Table(title="tasks", caption="`forager tasks list --all` shows each task and why it is invalid")
         for column in ("repo", "kind", "family", "valid", "tasks"):

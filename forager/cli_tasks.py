@@ -299,9 +299,7 @@ def oracle(
     as_json: JsonOption = False,
 ) -> None:
     """Apply each valid task's gold patch in a fresh container and grade it: every one must resolve."""
-    from forager.models import EnvSpec
-    from forager.tasks.evaluate import evaluate
-    from forager.tasks.synthesize import candidate_timeout
+    from forager.tasks.evaluate import evaluate_in_image
 
     settings, store, engine, _builder = _workers(db, jobs)
     rows = store.tasks(repo_name=repo, kind=kind, valid=True, instance_ids=instance or None)
@@ -312,8 +310,7 @@ def oracle(
         image = store.image(task.image_id)
         if image is None or not engine.image_exists(image.tag):
             return {"instance_id": task.instance_id, "resolved": False, "error": "its image is gone; rebuild it"}
-        result = evaluate(engine, image.tag, EnvSpec(**image.spec), task, task.gold_patch,
-                          repo_path=settings.repo_path, timeout=candidate_timeout(image, settings))
+        result = evaluate_in_image(engine, settings, image, task, task.gold_patch)
         return {"instance_id": task.instance_id, "kind": task.kind, **result.model_dump(exclude={"statuses"})}
 
     results = []

@@ -30,14 +30,12 @@ from forager.agent.prompts import opening_messages
 from forager.build.engine import Engine
 from forager.config import Settings
 from forager.llm.client import ChatClient, Sampling
-from forager.models import EnvSpec
 from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import SandboxLimits
 from forager.store import Episode, Image, Run, Step, Store, Task
 from forager.store.episodes import LeaseLost
-from forager.tasks.evaluate import evaluate
-from forager.tasks.synthesize import candidate_timeout
+from forager.tasks.evaluate import Grade, evaluate_in_image
 
 EventCallback = Callable[[int, str], None]
 
@@ -325,20 +323,24 @@ class Collector:
             self.on_event(episode.id, "grading")
             self.store.update_episode(episode.id)  # extends the lease across a long test run
             try:
-                grade = evaluate(self.engine, image.tag, EnvSpec(**image.spec), task, outcome.patch,
-                                 repo_path=self.settings.repo_path, timeout=candidate_timeout(image, self.settings))
+                grade = evaluate_in_image(self.engine, self.settings, image, task, outcome.patch)
             except Exception as exc:  # noqa: BLE001 - Docker failing to grade is the environment's fault, not the agent's
                 outcome.exit_reason = ExitReason.env_error
                 outcome.error = f"grading failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            else:
+                if machinery_failed(grade, outcome.patch_from_file):
+                    outcome.exit_reason = ExitReason.env_error
+                    outcome.error = f"grading: forager's diff of the repository does not apply ({grade.error})"
         self._finish(episode, outcome, grade, started, start_seconds=start_seconds)
 
     def _finish(self, episode: Episode, outcome: EpisodeOutcome, grade, started: float, *, start_seconds: float) -> None:
         resolved = bool(grade and grade.resolved)
-        reward = 1.0 if resolved else self.config.fail_reward
+        reward = episode_reward(outcome.exit_reason, resolved, self.config.fail_reward)
         row = self.store.finish_episode(
             episode.id, last_step_reward=reward,
             exit_reason=outcome.exit_reason.value, error=outcome.error, reward=reward, resolved=resolved,
             patch=outcome.patch, grade=grade.model_dump(mode="json") if grade else {}, turns=outcome.turns,
+            flags=grade.flags() if grade else [],
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
             cached_tokens=outcome.cached_tokens, llm_seconds=round(outcome.llm_seconds, 3),
             env_seconds=round(outcome.env_seconds, 3), start_seconds=round(start_seconds, 3),
@@ -346,6 +348,19 @@ class Collector:
         )
         mark = "resolved" if row.resolved else outcome.exit_reason.value
         self.on_event(episode.id, f"done: {mark}")
+
+
+def machinery_failed(grade: Grade, patch_from_file: bool) -> bool:
+    """A diff forager computed itself that does not apply is forager's failure, not the agent's (pure).
+    A patch the agent handed over as a file that does not apply stays the agent's failure."""
+    return not grade.applied and not patch_from_file
+
+
+def episode_reward(exit_reason: ExitReason, resolved: bool, fail_reward: float) -> float | None:
+    """+1 resolved, else `fail_reward`; no reward at all when the environment failed (pure)."""
+    if exit_reason == ExitReason.env_error:
+        return None  # why: a broken sandbox or grader says nothing about the agent; exports exclude it
+    return 1.0 if resolved else fail_reward
 
 
 def _chat_template_sha256(model_root: str | None) -> str | None:

@@ -164,6 +164,8 @@ class SuiteRun(BaseModel):
     log_tail: str = ""
     setup_error: str | None = Field(default=None, description="why the run's setup (patches) failed; no test ran")
     files: dict[str, bytes] = Field(default_factory=dict, exclude=True, description="other files a plugin left")
+    report_altered: bool = Field(default=False, description="the JUnit report changed after pytest wrote it")
+    changed_tracked: list[str] = Field(default_factory=list, description="tracked files the run changed (if asked)")
 
     def count(self, status: TestStatus) -> int:
         return sum(1 for o in self.outcomes if o.status == status)

@@ -165,6 +165,9 @@ def export_sanitised(snapshot: RepoSnapshot, dest: Path) -> None:
     repo.git.gc("--prune=now", "--quiet")
 
 
+CHANGED_PREFIX = "changed-by-install: "
+
+
 def history_check_script(commit: str) -> str:
     """Shell run inside the image: prints a reason and exits 1 if anything beyond `commit` is reachable or stored."""
     return f"""set -e
@@ -178,7 +181,13 @@ reachable=$(git rev-list HEAD | sort)
 [ "$stored" = "$reachable" ] || {{ echo "commits stored that HEAD does not reach"; exit 1; }}
 [ -z "$(git reflog 2>/dev/null)" ] || {{ echo "reflog not empty"; exit 1; }}
 echo history-ok
+git diff --name-only | sed 's/^/{CHANGED_PREFIX}/'
 """
+
+
+def changed_in_check(output: str) -> list[str]:
+    """Tracked files the image's install changed, as the history check lists them after its verdict (pure)."""
+    return [line[len(CHANGED_PREFIX):] for line in output.splitlines() if line.startswith(CHANGED_PREFIX)]
 
 
 def read_tree(work_tree: Path) -> RepoTree:

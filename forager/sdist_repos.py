@@ -84,21 +84,29 @@ def git_commit_all(root: Path, message: str, tag: str | None = None) -> str:
     return git("rev-parse", "HEAD").strip()
 
 
-def repo_from_sdist(requirement: str, dest: Path, download_dir: Path) -> Path:
-    """A git repository at `dest` holding the sdist's files in one commit (reused when it exists)."""
+# why: egg-info and PKG-INFO are build outputs of the sdist, which most real repositories do not track
+BUILD_OUTPUTS = shutil.ignore_patterns("*.egg-info", "PKG-INFO")
+
+
+def repo_from_sdist(requirement: str, dest: Path, download_dir: Path, *, keep_build_outputs: bool = False) -> Path:
+    """A git repository at `dest` holding the sdist's files in one commit (reused when it exists).
+
+    `keep_build_outputs` tracks the sdist's egg-info too, as some real repositories do (their install rewrites it).
+    """
     if (dest / ".git").is_dir():
         return dest
     archive = download_sdist(requirement, download_dir)
     with tempfile.TemporaryDirectory() as tmp:
         top = _extract(archive, Path(tmp))
-        # why: egg-info and PKG-INFO are build outputs of the sdist, never tracked in a real repository
-        shutil.copytree(top, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.egg-info", "PKG-INFO"))
+        shutil.copytree(top, dest, dirs_exist_ok=True, ignore=None if keep_build_outputs else BUILD_OUTPUTS)
     # a release's sdist is a tagged commit: version tools (setuptools-scm, hatch-vcs) read the tag
     git_commit_all(dest, f"{requirement} from its source distribution", tag=requirement.partition("==")[2])
     return dest
 
 
-def repo_from_sdist_history(requirements: list[str], dest: Path, download_dir: Path) -> Path:
+def repo_from_sdist_history(
+    requirements: list[str], dest: Path, download_dir: Path, *, keep_build_outputs: bool = False,
+) -> Path:
     """A git repository whose commits are successive releases (one sdist each, tagged): a real history to mine.
 
     Each commit replaces the whole tree with the next release's files, so its diff is what changed
@@ -114,7 +122,7 @@ def repo_from_sdist_history(requirements: list[str], dest: Path, download_dir: P
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         with tempfile.TemporaryDirectory() as tmp:
             top = _extract(archive, Path(tmp))
-            shutil.copytree(top, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.egg-info", "PKG-INFO"))
+            shutil.copytree(top, dest, dirs_exist_ok=True, ignore=None if keep_build_outputs else BUILD_OUTPUTS)
         version = requirement.partition("==")[2]
         git_commit_all(dest, f"Release {version}", tag=version)
     return dest

@@ -60,6 +60,7 @@ class StepRecord(BaseModel):
 class EpisodeOutcome(BaseModel):
     exit_reason: ExitReason
     patch: str | None = None
+    patch_from_file: bool = False  # the agent handed the patch over as a file; else forager diffed the repository
     error: str | None = None
     turns: int = 0
     prompt_tokens: int = 0
@@ -147,7 +148,7 @@ def run_episode(
         history += [decision.assistant_message, *step.observation_messages]
         record(step)
         if call is not None and call.name == "submit" and step.result is not None and not step.result.error:
-            outcome.patch = step.result.patch
+            outcome.patch, outcome.patch_from_file = step.result.patch, step.result.patch_from_file
             return end(ExitReason.submitted)
         if format_errors >= limits.max_format_errors:
             return end(ExitReason.format_errors, f"{format_errors} malformed replies in a row")

@@ -118,7 +118,9 @@ def apply_plan(gold_patch: str) -> list[ToolCall]:
     return [
         ToolCall(name="bash", arguments={"command": "git checkout -q -- . && git clean -fdq"}),
         ToolCall(name="create", arguments={"path": ORACLE_PATCH, "content": gold_patch if gold_patch.endswith("\n") else gold_patch + "\n"}),
-        ToolCall(name="bash", arguments={"command": f"git apply --whitespace=nowarn {ORACLE_PATCH} && rm {ORACLE_PATCH}"}),
+        # the 3-way fallback merges a patch made against the commit with the install's change to a file
+        ToolCall(name="bash", arguments={"command": f"{{ git apply --whitespace=nowarn {ORACLE_PATCH} || "
+                                         f"git apply --3way --whitespace=nowarn {ORACLE_PATCH}; }} && rm {ORACLE_PATCH}"}),
     ]
 
 

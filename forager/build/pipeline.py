@@ -20,7 +20,7 @@ from forager.build.engine import BuildFailed, Engine, pid_alive, tail
 from forager.build.render import NO_CA_BUNDLE, BuildPlan, render
 from forager.config import Settings
 from forager.envspec.fallbacks import runner_fallbacks
-from forager.models import EnvSpec, FailureCategory, ForagerError, RepoRef, SuiteRun, TestStatus
+from forager.models import EnvSpec, FailureCategory, ForagerError, RepoRef, RepoTree, SuiteRun, TestStatus
 from forager.store import Image, Store
 from forager.testing.baseline import judge, merge_runs
 from forager.testing.runner import run_suite
@@ -92,6 +92,13 @@ def _runner_may_be_at_fault(category: FailureCategory, run: SuiteRun) -> bool:
     if run.exit_code in (2, 3, 4) or not run.outcomes:
         return True
     return run.count(TestStatus.error) > 0 and run.count(TestStatus.failed) == 0
+
+
+def changed_tracked(install: list[str], runs: list[SuiteRun]) -> dict[str, list[str]]:
+    """The build result `images.changed_tracked`: tracked files the install changed, and those that a
+    baseline run changed besides (pure)."""
+    by_tests = sorted({path for run in runs for path in run.changed_tracked} - set(install))
+    return {"install": sorted(install), "tests": by_tests}
 
 
 class ImageBuilder:
@@ -169,7 +176,9 @@ class ImageBuilder:
         repos.export_sanitised(snapshot, context / "repo")
 
         on_stage("detect")
-        detected = self._detect(ref, context / "repo")
+        tree = repos.read_tree(context / "repo")
+        detected = self._detect(ref, tree)
+        plugin_files = envspec.plugin_files(tree)
         candidates = [detected, *runner_fallbacks(detected)]
         plans = [self._plan(spec, snapshot, ref) for spec in candidates]
         existing = [self.store.find_image(row.repo_id, plan.spec_hash) for plan in plans]
@@ -178,13 +187,19 @@ class ImageBuilder:
             if earlier and earlier.status == "ready" and (
                     self.engine.image_exists(plan.env_tag) or self._pull(plan.env_tag, on_stage)):
                 self._push(plan.env_tag, on_stage)
+                if "install" not in (earlier.changed_tracked or {}):  # built by a forager that did not look
+                    on_stage("history")
+                    earlier.changed_tracked = {**(earlier.changed_tracked or {}),
+                                               "install": self._check_history(plan.env_tag, earlier.commit)}
+                    earlier = self.store.save_image(earlier)
                 return self._result(ref, earlier, cached=True, seconds=time.monotonic() - started)
 
         first_failure: tuple[Image, ForagerError] | None = None
         for attempt, (spec, plan, earlier) in enumerate(zip(candidates, plans, existing, strict=True)):
             # each attempt records into a row of its own; a rebuild of the same spec replaces that earlier row
             attempt_row = Image(repo_id=row.repo_id, requested_ref=row.requested_ref, commit=row.commit,
-                                forager_version=__version__, id=earlier.id if earlier else None)
+                                forager_version=__version__, id=earlier.id if earlier else None,
+                                plugin_files=plugin_files)
             self._describe(attempt_row, spec, plan)
             baseline, failure, first_run = self._attempt(ref, plan, spec, attempt_row, context, workdir, on_stage)
             if failure is None:
@@ -247,7 +262,7 @@ class ImageBuilder:
         row.size_bytes = self.engine.image_attrs(plan.env_tag).get("Size")
 
         on_stage("history")
-        self._check_history(plan.env_tag, commit)
+        install_changed = self._check_history(plan.env_tag, commit)
         row.history_ok = True
 
         validate_started = time.monotonic()
@@ -256,9 +271,10 @@ class ImageBuilder:
             on_stage(f"tests {index}/{self.settings.validation_runs}")
             runs.append(
                 run_suite(self.engine, plan.env_tag, spec, repo_path=self.settings.repo_path,
-                          timeout=self.settings.test_timeout, run_index=index)
+                          timeout=self.settings.test_timeout, run_index=index, record_changes=True)
             )
         row.validate_seconds = time.monotonic() - validate_started
+        row.changed_tracked = changed_tracked(install_changed, runs)
         baseline = merge_runs(runs)
         category, cause = judge(runs, baseline)
         row.tests_passed = sum(b.status == "passed" for b in baseline)
@@ -294,9 +310,9 @@ class ImageBuilder:
         except registry.RegistryError as exc:
             self._transfers.setdefault(tag, {})["registry_error"] = str(exc)
 
-    def _detect(self, ref: RepoRef, work_tree: Path) -> EnvSpec:
+    def _detect(self, ref: RepoRef, tree: RepoTree) -> EnvSpec:
         # DetectError is a ForagerError: it is recorded with its own category (detect / no-tests)
-        spec = envspec.detect(repos.read_tree(work_tree), self.settings.python_versions)
+        spec = envspec.detect(tree, self.settings.python_versions)
         override = load_override(self.settings.overrides_dir, ref.name)
         return envspec.apply_override(spec, override) if override else spec
 
@@ -333,7 +349,8 @@ class ImageBuilder:
         if self.ca_bundle:
             shutil.copyfile(self.ca_bundle, context / "forager-ca.crt")
 
-    def _check_history(self, tag: str, commit: str) -> None:
+    def _check_history(self, tag: str, commit: str) -> list[str]:
+        """Checks the image's history; returns the tracked files its install changed (seen in the same container)."""
         result = self.engine.run(
             tag, ["sh", "-c", repos.history_check_script(commit), "check", self.settings.repo_path],
             timeout=self.settings.docker_timeout, labels={"forager.role": "history-check"},
@@ -343,6 +360,7 @@ class ImageBuilder:
                 FailureCategory.build, f"git history in the image is not sanitised: {tail(result.output, 1)}",
                 tail(result.output),
             )
+        return repos.changed_in_check(result.output)
 
     def _fail(
         self, ref: RepoRef, row: Image, category: FailureCategory, message: str, log_tail: str, started: float

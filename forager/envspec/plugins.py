@@ -110,7 +110,7 @@ def _markers(module: ast.Module) -> Iterator[tuple[str, set[str], list[ast.expr]
             yield node.attr, set(), []
 
 
-def _pytest_plugins(module: ast.Module) -> list[str]:
+def pytest_plugins_named(module: ast.Module) -> list[str]:
     for stmt in module.body:
         if isinstance(stmt, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "pytest_plugins" for t in stmt.targets
@@ -138,7 +138,7 @@ def _from_code(modules: Iterable[ast.Module], own_names: set[str]) -> Iterator[N
                 yield "flaky", "marker flaky(max_runs=...)"
             elif marker in MARKER_PLUGINS:
                 yield MARKER_PLUGINS[marker], f"marker {marker}"
-        for plugin in _pytest_plugins(module):
+        for plugin in pytest_plugins_named(module):
             if dist := plugin_module_distribution(plugin, own_names):
                 yield dist, f"pytest_plugins {plugin}"
     for fixture in sorted(used - defined):

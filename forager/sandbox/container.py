@@ -36,21 +36,35 @@ TOOLS_LINE = "the tools are: " + ", ".join(
     f"{name} {{{', '.join(arg if arg in REQUIRED_ARGUMENTS[name] else arg + '?' for arg in args)}}}"
     for name, args in TOOL_ARGUMENTS.items())
 
-# Applies the task's bug patch and makes the result the repository's only commit, with HEAD's message,
-# authors and dates: the original code stays in no commit, ref, reflog or object (ancestors would show
-# it through `git log -p` or `git show HEAD~1:file`, so they go too). Also keeps caches out of diffs.
+# Makes the start state the agent is given HEAD, so `git status` is empty and `git diff` shows only the
+# agent's own changes: the install's changes to tracked files (an egg-info SOURCES.txt, a version file)
+# are staged, then the task's bug patch. With a bug, the result becomes the repository's only commit,
+# with HEAD's message, authors and dates: the original code stays in no commit, ref, reflog or object
+# (ancestors would show it through `git log -p` or `git show HEAD~1:file`, so they go too). Without one
+# the ancestors stay (version tools read their tags) and the install's changes, if any, are a commit on
+# top. Also keeps caches out of diffs.
 PREPARE_SCRIPT = r"""
 set -eu
 cd -- "$1"
 mkdir -p .git/info
 printf '__pycache__/\n*.pyc\n.pytest_cache/\n' >> .git/info/exclude
-[ -n "$2" ] || exit 0
 git update-index -q --refresh || true  # files copied into an image have new stat data
-if ! git apply --index --whitespace=nowarn -- "$2" 2>&1; then exit 3; fi
-rm -f -- "$2"
+git add -u
 show() { git show -s --date=raw --format="$1" HEAD; }
 export GIT_AUTHOR_NAME="$(show %an)" GIT_AUTHOR_EMAIL="$(show %ae)" GIT_AUTHOR_DATE="$(show %ad)"
 export GIT_COMMITTER_NAME="$(show %cn)" GIT_COMMITTER_EMAIL="$(show %ce)" GIT_COMMITTER_DATE="$(show %cd)"
+if [ -z "$2" ]; then
+  git diff --cached --quiet HEAD && exit 0
+  commit=$(echo "forager: files the environment's install changed" | git commit-tree "$(git write-tree)" -p HEAD)
+  git update-ref HEAD "$commit"
+  git reflog expire --expire=now --all
+  exit 0
+fi
+# the 3-way fallback merges a bug made against the commit with an install's change to the same file
+if ! git apply --index --whitespace=nowarn -- "$2" 2>/dev/null && ! git apply --index --3way --whitespace=nowarn -- "$2" 2>&1; then
+  exit 3
+fi
+rm -f -- "$2"
 commit=$(git cat-file commit HEAD | sed '1,/^$/d' | git commit-tree "$(git write-tree)")
 branch=$(git symbolic-ref -q HEAD || echo HEAD)
 git update-ref HEAD "$commit"
@@ -275,7 +289,7 @@ class Sandbox:
             if not patch.strip():
                 return _error("nothing to submit: the repository has no changes against HEAD")
         result = self._text_result(f"Submitted a patch of {len(patch.splitlines())} lines.")
-        result.patch = patch
+        result.patch, result.patch_from_file = patch, bool(args.get("path", "").strip())
         return result
 
     # ---- files through docker's archive API (not the shell, whose output is capped) --------------

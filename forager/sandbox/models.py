@@ -60,3 +60,5 @@ class ToolResult(BaseModel):
     shell_restarted: bool = False
     seconds: float = 0.0
     patch: str | None = Field(default=None, description="submit only: the submitted patch")
+    patch_from_file: bool = Field(default=False, description="submit only: the agent gave the patch as a file "
+                                  "(else forager diffed the repository)")

@@ -34,7 +34,7 @@ PENDING, RUNNING, FINISHED = "pending", "running", "finished"
 # what a claim resets: an episode taken up again starts from nothing
 _FRESH = {
     "exit_reason": None, "error": None, "reward": None, "resolved": None, "patch": None, "container": None,
-    "finished_at": None, "grade": {}, "messages": [], "tools": [], "turns": 0, "prompt_tokens": 0,
+    "finished_at": None, "grade": {}, "flags": [], "messages": [], "tools": [], "turns": 0, "prompt_tokens": 0,
     "completion_tokens": 0, "cached_tokens": 0, "llm_seconds": 0.0, "env_seconds": 0.0, "start_seconds": 0.0,
     "grade_seconds": 0.0, "wall_seconds": 0.0,
 }

@@ -55,6 +55,11 @@ class Image(SQLModel, table=True):
     build_seconds: float | None = None
     validate_seconds: float | None = None
     history_ok: bool | None = None
+    # build results (not inputs, so not in the spec hash): tracked files the install ("install") or a baseline
+    # run of the suite ("tests") changed; episodes start from a commit that holds the install's changes
+    changed_tracked: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    # repository files pytest loads as plugins (-p, pytest_plugins): grading restores them like conftest.py
+    plugin_files: list = Field(default_factory=list, sa_column=Column(JSON))
     forager_version: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -168,6 +173,8 @@ class Episode(SQLModel, table=True):
     resolved: bool | None = Field(default=None, index=True)
     patch: str | None = Field(default=None, sa_column=Column(Text))
     grade: dict = Field(default_factory=dict, sa_column=Column(JSON))  # per-test statuses and counts
+    # what grading noticed about the patch, e.g. "tamper: conftest.py" (a file restored before the graded run)
+    flags: list = Field(default_factory=list, sa_column=Column(JSON))
     messages: list = Field(default_factory=list, sa_column=Column(JSON))  # system + user messages it started with
     tools: list = Field(default_factory=list, sa_column=Column(JSON))  # tool schemas shown to the model
     turns: int = 0

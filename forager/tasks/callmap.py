@@ -27,7 +27,7 @@ import threading
 import pytest
 
 _ROOT = os.path.realpath(os.getcwd()) + os.sep
-_OUT = os.environ.get("FORAGER_CALLMAP_OUT", "/tmp/forager-out/callmap.json")
+_OUT = os.path.join(os.environ["FORAGER_OUT_DIR"], "callmap.json")
 _names = {}  # code object -> (relative path, qualname), or None outside the repository
 _calls = {}
 _current = None

@@ -19,18 +19,18 @@ from forager.build.engine import Engine
 from forager.build.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import EnvSpec, ForagerError, RepoRef
-from forager.store import Store, Task
+from forager.store import Image, Store, Task
 from forager.tasks.catalog import task_from_record
-from forager.tasks.evaluate import run_state
+from forager.tasks.evaluate import candidate_timeout, protected_in, run_state
 from forager.tasks.patches import (
     changed_files,
     is_test_path,
     split_by_tests,
     test_files,
+    touched_files,
 )
 from forager.tasks.records import TaskKind, TaskRecord
-from forager.tasks.synthesize import candidate_timeout
-from forager.tasks.verdict import judge_pair
+from forager.tasks.verdict import named, judge_pair
 
 StageCallback = Callable[[str], None]
 
@@ -135,18 +135,27 @@ class TaskValidator:
         if not files:
             task.valid, task.invalid_reason = False, "no tests to run: FAIL_TO_PASS is empty and the test patch adds no test module"
             return
+        plugin_files = image.plugin_files or ()
+        restored = protected_in(task.gold_patch, plugin_files)
+        if task.gold_patch.strip() and len(restored) == len(touched_files(task.gold_patch)):
+            task.valid, task.invalid_reason = False, (
+                f"the gold patch changes only files that grading restores (tests, test configuration): {named(restored)}")
+            return
         timeout = candidate_timeout(image, self.settings)
         runs = []
-        for label, patches in (("without the fix", [task.bug_patch]), ("with the fix", [task.bug_patch, task.gold_patch])):
+        for label, patch in (("without the fix", ""), ("with the fix", task.gold_patch)):
             on_stage(f"tests {label}")
             runs.append(run_state(
-                self.engine, image.tag, spec, repo_path=self.settings.repo_path, timeout=timeout, patches=patches,
-                test_patch=task.test_patch, restore=files, tests=files,
+                self.engine, image.tag, spec, repo_path=self.settings.repo_path, timeout=timeout,
+                start_patch=task.bug_patch, patch=patch, test_patch=task.test_patch,
+                restore=list(dict.fromkeys([*files, *restored])), tests=files,
             ))
         flaky = {t.test_id for t in self.store.baseline(image.id) if t.flaky}
         verdict = judge_pair(
             runs[0], runs[1], task.fail_to_pass if given else None, task.pass_to_pass if given else None, excluded=flaky,
         )
+        if not verdict.valid and any(run.setup_error is not None for run in runs):
+            verdict.reason = _with_install_conflict(verdict.reason, task, image)
         task.fail_to_pass, task.pass_to_pass = verdict.fail_to_pass, verdict.pass_to_pass
         task.validation = verdict.validation
         task.valid, task.invalid_reason = verdict.valid, verdict.reason
@@ -184,6 +193,16 @@ class TaskValidator:
             report.tasks = list(workers.map(one, candidates))
         report.seconds = round(time.monotonic() - started, 2)
         return report
+
+
+def _with_install_conflict(reason: str | None, task: Task, image: Image) -> str | None:
+    """A patch from history that does not apply because the install rewrote a file it changes says so."""
+    rewritten = set((image.changed_tracked or {}).get("install", []))
+    clashing = [path for path in touched_files(task.gold_patch + task.test_patch) if path in rewritten]
+    if not clashing:
+        return reason
+    return (f"{reason}; it changes {named(clashing)}, which the image's install rewrote, and the two changes "
+            "do not merge (give the task a patch made against the installed file, or fix the install)")
 
 
 def _is_fix_candidate(files: list[str]) -> bool:

@@ -59,6 +59,19 @@ def changed_files(diff: str) -> list[str]:
     return list(seen)
 
 
+def touched_files(diff: str) -> list[str]:
+    """Every repository path the diff changes, each once: both names of a rename or copy, and a deleted file."""
+    seen: dict[str, None] = {}
+    for section in _sections(diff)[1]:
+        names = [section.path]
+        if section.old is not None and section.old != _DEV_NULL:
+            names.append(section.old)
+        elif section.git_header:
+            names.append(_header_path(section.git_header, old_side=True))
+        seen.update((name, None) for name in names if name)
+    return list(seen)
+
+
 def split_by_tests(diff: str) -> tuple[str, str]:
     """(non-test part, test part) of a diff, grouped per file section by :func:`is_test_path`.
 

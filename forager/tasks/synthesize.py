@@ -40,7 +40,7 @@ from forager.tasks.callmap import (
     parse_call_map,
     tests_by_function,
 )
-from forager.tasks.evaluate import run_state
+from forager.tasks.evaluate import baseline_run_seconds, candidate_timeout, run_state
 from forager.tasks.mutations import (
     FAMILIES,
     MODULE_SYMBOL,
@@ -104,15 +104,6 @@ def mutation_instance_id(repo_name: str, mutation: Mutation) -> str:
 # A targeted pre-run costs a container start; it pays only when a whole-suite run is much longer
 # (bench/tasks.py: on suites of 0.5-3 s, whole-suite-only validation took 0.48-0.93x the time per task).
 PREFILTER_MIN_SUITE_SECONDS = 5.0
-
-
-def baseline_run_seconds(image: Image, settings: Settings) -> float:
-    return (image.validate_seconds or 0) / max(settings.validation_runs, 1)
-
-
-def candidate_timeout(image: Image, settings: Settings) -> int:
-    """A mutant can loop forever: allow a few times the baseline's own run time, never more than the limit."""
-    return int(min(settings.test_timeout, max(30, 3 * baseline_run_seconds(image, settings) + 15)))
 
 
 class MutateFixSynthesizer:
@@ -203,7 +194,7 @@ class MutateFixSynthesizer:
         started = time.monotonic()
         run = run_state(
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path,
-            timeout=self.settings.test_timeout, patches=[], plugins={PLUGIN_NAME: PLUGIN_SOURCE},
+            timeout=self.settings.test_timeout, plugins={PLUGIN_NAME: PLUGIN_SOURCE},
         )
         calls = parse_call_map(run.files.get(CALLMAP_OUTPUT, b""))
         if not calls:
@@ -292,7 +283,7 @@ class MutateFixSynthesizer:
             tests = test_files(tests)
         return run_state(
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path, timeout=image.timeout,
-            patches=[task.bug_patch], tests=tests,
+            start_patch=task.bug_patch, tests=tests,
         )
 
 

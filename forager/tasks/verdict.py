@@ -18,7 +18,7 @@ class PairVerdict(BaseModel):
     validation: dict = Field(default_factory=dict)
 
 
-def _named(tests: list[str]) -> str:
+def named(tests: list[str]) -> str:
     more = f" and {len(tests) - SHOWN} more" if len(tests) > SHOWN else ""
     return ", ".join(tests[:SHOWN]) + more
 
@@ -57,16 +57,16 @@ def judge_pair(
         return verdict
     passing_before = [t for t in fail_to_pass if old.get(t) == PASSED]
     if passing_before:
-        verdict.reason = f"FAIL_TO_PASS tests pass without the fix: {_named(passing_before)}"
+        verdict.reason = f"FAIL_TO_PASS tests pass without the fix: {named(passing_before)}"
         return verdict
     not_fixed = [t for t in fail_to_pass if new.get(t) != PASSED]
     if not_fixed:
         shown = [f"{t} ({new.get(t, MISSING)})" for t in not_fixed]
-        verdict.reason = f"FAIL_TO_PASS tests do not pass with the fix: {_named(shown)}"
+        verdict.reason = f"FAIL_TO_PASS tests do not pass with the fix: {named(shown)}"
         return verdict
     broken = [t for t in pass_to_pass if new.get(t) != PASSED or old.get(t) != PASSED]
     if broken:
-        verdict.reason = f"PASS_TO_PASS tests do not pass both without and with the fix: {_named(broken)}"
+        verdict.reason = f"PASS_TO_PASS tests do not pass both without and with the fix: {named(broken)}"
         return verdict
     verdict.valid = True
     return verdict

@@ -15,16 +15,16 @@ import pytest
 
 from forager.build.pipeline import ImageBuilder
 from forager.config import Settings
-from forager.models import EnvSpec, RepoRef
+from forager.models import RepoRef
 from forager.sdist_repos import repo_from_sdist_history
 from forager.store import Store
 from forager.tasks.catalog import to_record
-from forager.tasks.evaluate import evaluate
+from forager.tasks.evaluate import evaluate_in_image
 from forager.tasks.issues import TaskValidator
 from forager.tasks.mutations import FAMILIES
 from forager.tasks.patches import changed_files
 from forager.tasks.records import read_records, write_records
-from forager.tasks.synthesize import MutateFixSynthesizer, candidate_timeout
+from forager.tasks.synthesize import MutateFixSynthesizer
 
 from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, run_cli
 
@@ -66,9 +66,7 @@ def mined(env, history):
 
 def _oracle(env, task, patch):
     settings, store, engine, _builder = env
-    image = store.image(task.image_id)
-    return evaluate(engine, image.tag, EnvSpec(**image.spec), task, patch, repo_path=settings.repo_path,
-                    timeout=candidate_timeout(image, settings))
+    return evaluate_in_image(engine, settings, store.image(task.image_id), task, patch)
 
 
 def test_mutate_fix_tasks_are_valid_and_their_bugs_are_caught(env, synthesized):

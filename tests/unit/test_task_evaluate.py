@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from forager.models import SuiteRun, TestOutcome, TestStatus
-from forager.tasks.evaluate import MISSING, PATCH_DIR, grade, setup_script
+from forager.tasks.evaluate import MISSING, PATCH_DIR, grade, is_protected, protected_in, setup_script
 from tests.conftest import git, make_repo
 
 F1 = "tests/test_calc.py::test_one"
@@ -156,7 +156,9 @@ def run_setup(
     *,
     in_if: bool = False,
 ):
-    """Write the patches into `folder`, then run the script (`set -e` first, or inside an `if`)."""
+    """Write the patches into `folder`, then run the script (`set -e` first, or inside an `if`).
+
+    `patches` holds the candidate patch, or the start patch and then the candidate."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in patches.items():
         (folder / name).write_text(text)
@@ -164,7 +166,9 @@ def run_setup(
     if test_patch is not None:
         test_name = "tests.patch"
         (folder / test_name).write_text(test_patch)
-    script = setup_script(list(patches), test_name, restore)
+    names = list(patches)
+    start, patch = (names if len(names) == 2 else [None, *names]) if names else (None, None)
+    script = setup_script(start, patch, test_name, restore)
     assert PATCH_DIR in script or (not patches and test_name is None)
     script = script.replace(PATCH_DIR, str(folder))
     shell = IN_IF.format(script=script) if in_if else "set -e\n" + script
@@ -172,13 +176,15 @@ def run_setup(
 
 
 def test_setup_script_text_shape():
-    script = setup_script(["0.patch", "1.patch"], "tests.patch", ["tests/test_a.py"])
-    first = script.index(f"git apply --whitespace=nowarn {PATCH_DIR}/0.patch")
-    second = script.index(f"git apply --whitespace=nowarn {PATCH_DIR}/1.patch")
+    script = setup_script("0.patch", "1.patch", "tests.patch", ["tests/test_a.py"])
+    staged = script.index("git add -u")
+    first = script.index(f"git apply --index --whitespace=nowarn {PATCH_DIR}/0.patch")
+    start = script.index("start=$(git write-tree)")
+    second = script.index(f"git apply --index --whitespace=nowarn {PATCH_DIR}/1.patch")
     restore = script.index("tests/test_a.py")
-    tests = script.index(f"git apply --whitespace=nowarn {PATCH_DIR}/tests.patch")
-    assert first < second < restore < tests
-    assert setup_script([], None, []) == ""
+    tests = script.index(f"git apply --index --whitespace=nowarn {PATCH_DIR}/tests.patch")
+    assert staged < first < start < second < restore < tests
+    assert PATCH_DIR not in setup_script(None, None, None, [])
 
 
 def dependent_patches(repo: Path) -> tuple[str, str]:
@@ -206,7 +212,8 @@ def test_patches_in_wrong_order_fail(repo: Path, tmp_path: Path):
     # the list order is the apply order: the dependent patch first cannot apply on HEAD
     result = run_setup(repo, tmp_path / "in", {"0.patch": second, "1.patch": first}, None, [])
     assert result.returncode != 0
-    assert (repo / "src/calc.py").read_text() == CALC
+    # the 3-way fallback found both patches' blobs and met a conflict: it fails, leaving the markers
+    assert "<<<<<<<" in (repo / "src/calc.py").read_text()
 
 
 def test_restore_puts_test_file_back_before_test_patch(repo: Path, tmp_path: Path):
@@ -323,3 +330,108 @@ def test_success_inside_if(repo: Path, tmp_path: Path):
     assert "SETUP-OK" in result.stdout
     assert (repo / "tests/test_calc.py").read_text() == TEST + "\n\ndef test_more():\n    pass\n"
     assert "return b - a" in (repo / "src/calc.py").read_text()
+
+
+# -- the start state holds the install's changes; the graded ground comes from the start state ------
+
+INSTALLED = "src/calc.egg-info/SOURCES.txt"
+
+
+@pytest.fixture
+def installed_repo(tmp_path: Path) -> Path:
+    """A repository that tracks a file its install rewrites, as an image's working tree has it after the install."""
+    root = tmp_path / "installed"
+    make_repo(root, {"src/calc.py": CALC, "tests/test_calc.py": TEST, INSTALLED: "src/calc.py\n"})
+    (root / INSTALLED).write_text("src/calc.py\nsrc/calc.egg-info/PKG-INFO\n")
+    return root
+
+
+def start_state_diff(repo: Path, files: dict[str, str]) -> str:
+    """What an episode submits: the diff from the start state (the install's change committed) to `files` written."""
+    scratch = repo.parent / "scratch"
+    subprocess.run(["git", "clone", "-q", str(repo), str(scratch)], check=True)
+    (scratch / INSTALLED).write_text((repo / INSTALLED).read_text())
+    git(scratch, "commit", "-qam", "start state")
+    return diff_of(scratch, files)
+
+
+def test_a_patch_against_the_start_state_applies_where_the_install_changed_a_tracked_file(installed_repo, tmp_path):
+    agent = start_state_diff(installed_repo, {"src/calc.py": CALC.replace("a - b", "b - a")})
+    assert INSTALLED not in agent
+    result = run_setup(installed_repo, tmp_path / "in", {"0.patch": agent}, None, [])
+    assert result.returncode == 0, result.stderr
+    assert "return b - a" in (installed_repo / "src/calc.py").read_text()
+    assert "PKG-INFO" in (installed_repo / INSTALLED).read_text()
+
+
+def test_a_diff_recorded_against_the_commit_carries_the_install_change_and_still_applies(installed_repo, tmp_path):
+    """Episodes stored before start states held the install's changes: their patch carries that change too."""
+    old_style = diff_of(installed_repo, {"src/calc.py": CALC.replace("a - b", "b - a"),
+                                         INSTALLED: "src/calc.py\nsrc/calc.egg-info/PKG-INFO\n"})
+    (installed_repo / INSTALLED).write_text("src/calc.py\nsrc/calc.egg-info/PKG-INFO\n")  # diff_of reset the tree
+    assert INSTALLED in old_style
+    plain = subprocess.run(["git", "apply", "--check", "-"], input=old_style, cwd=installed_repo, text=True,
+                           capture_output=True)
+    assert plain.returncode != 0  # what graded every such episode "patch does not apply"
+    result = run_setup(installed_repo, tmp_path / "in", {"0.patch": old_style}, None, [])
+    assert result.returncode == 0, result.stderr
+    assert "return b - a" in (installed_repo / "src/calc.py").read_text()
+
+
+@pytest.mark.parametrize("path, text", [
+    ("conftest.py", "import pytest\n\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport():\n    yield\n"),
+    ("tests/conftest.py", "collect_ignore = ['test_calc.py']\n"),
+    ("pytest.ini", "[pytest]\naddopts = -p no:python\n"),
+    ("src/sitecustomize.py", "import builtins\n"),
+])
+def test_test_configuration_a_patch_adds_is_gone_before_the_graded_run(repo, tmp_path, path, text):
+    agent = diff_of(repo, {"src/calc.py": CALC.replace("a - b", "b - a"), path: text})
+    restore = protected_in(agent)
+    assert restore == [path]
+    result = run_setup(repo, tmp_path / "in", {"0.patch": agent}, None, restore)
+    assert result.returncode == 0, result.stderr
+    assert not (repo / path).exists()
+    assert "return b - a" in (repo / "src/calc.py").read_text()  # the real change stays
+
+
+def test_configuration_a_patch_edits_or_renames_away_comes_back_from_the_start_state(tmp_path):
+    root = tmp_path / "repo"
+    ini = "[tool:pytest]\ntestpaths = tests\n"
+    conftest = "import pytest\n"
+    make_repo(root, {"setup.cfg": ini, "tests/conftest.py": conftest, "tests/test_a.py": TEST, "src/calc.py": CALC})
+    agent = diff_of(root, {"setup.cfg": ini + "addopts = --deselect tests/test_a.py::test_add\n",
+                           "tests/conftest.py": None, "tests/helper.py": conftest})
+    git(root, "add", "-A")
+    restore = protected_in(agent)
+    assert set(restore) == {"setup.cfg", "tests/conftest.py", "tests/helper.py"}
+    result = run_setup(root, tmp_path / "in", {"0.patch": agent}, None, restore)
+    assert result.returncode == 0, result.stderr
+    assert (root / "setup.cfg").read_text() == ini
+    assert (root / "tests/conftest.py").read_text() == conftest
+    assert not (root / "tests/helper.py").exists()
+
+
+def test_restore_takes_the_start_state_with_the_bug_not_the_commit(repo, tmp_path):
+    """A bug patch that touches a protected file (a plugin module, say) stays in the graded state."""
+    bug = diff_of(repo, {"tests/test_calc.py": TEST + "\n# bug\n"})
+    agent = diff_of_on(repo, bug, {"tests/test_calc.py": TEST + "\n# bug\n# agent\n"})
+    result = run_setup(repo, tmp_path / "in", {"0.patch": bug, "1.patch": agent}, None, ["tests/test_calc.py"])
+    assert result.returncode == 0, result.stderr
+    assert (repo / "tests/test_calc.py").read_text() == TEST + "\n# bug\n"
+
+
+def diff_of_on(repo: Path, start: str, files: dict[str, str]) -> str:
+    """A diff made against HEAD with `start` applied (then the tree is reset)."""
+    subprocess.run(["git", "apply", "--index", "-"], input=start, cwd=repo, text=True, check=True)
+    for rel, text in files.items():
+        (repo / rel).write_text(text)
+    patch = subprocess.run(["git", "diff"], cwd=repo, check=True, capture_output=True, text=True).stdout
+    git(repo, "reset", "-q", "--hard", "HEAD")
+    return patch
+
+
+def test_protected_paths():
+    assert is_protected("tests/test_a.py") and is_protected("pkg/conftest.py") and is_protected("tox.ini")
+    assert is_protected("pyproject.toml") and is_protected("sub/setup.cfg") and is_protected("src/evil.pth")
+    assert is_protected("pkg/testing_plugin.py", ["pkg/testing_plugin.py"])
+    assert not is_protected("pkg/core.py") and not is_protected("setup.py") and not is_protected("README.md")
