@@ -7,11 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, create_engine, select
 
+from forager.store import migrations
 from forager.store.episodes import EpisodeStore
 from forager.store.jsontext import parse
 from forager.store.tables import BaselineTest, CallMap, Episode, Image, Repo, Run, Step, Task, utcnow
@@ -51,29 +52,17 @@ def _engine_for(url: str) -> Engine:
     return engine
 
 
-def _missing_columns(engine: Engine) -> list[str]:
-    """table.column names the models have and the database's tables lack."""
-    found = inspect(engine)
-    missing = []
-    for table in SQLModel.metadata.sorted_tables:
-        have = {column["name"] for column in found.get_columns(table.name)}
-        missing += [f"{table.name}.{column.name}" for column in table.columns if column.name not in have]
-    return missing
-
-
 class Store(EpisodeStore):
     """Everything forager persists goes through here; each method is one short transaction."""
 
     def __init__(self, url: str):
         try:
             self.engine = _engine_for(url)
-            SQLModel.metadata.create_all(self.engine)
-            missing = _missing_columns(self.engine)
+            migrations.upgrade(self.engine)  # a store made by an earlier forager is upgraded in place
+        except migrations.Refused as exc:
+            raise ValueError(f"store {url!r} {exc}") from exc
         except Exception as exc:  # a bad URL or unreachable server: one clear line
             raise ValueError(f"cannot open store {url!r}: {exc.__class__.__name__}: {exc}".splitlines()[0]) from exc
-        if missing:  # why: create_all adds tables, never columns; writing would fail later, mid-run
-            raise ValueError(f"store {url!r} was made by an older forager ({', '.join(missing[:3])} missing); "
-                             "move it aside or point at a new store")
         self.url = url
 
     @contextmanager

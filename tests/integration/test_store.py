@@ -119,14 +119,3 @@ def test_episodes_on_sqlite(tmp_path):
 
 def test_episodes_on_postgresql(pg_url):
     _episodes_round_trip(Store(pg_url))
-
-
-def test_a_store_from_an_older_schema_is_one_clear_line(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    Store(f"sqlite:///{path}")
-    with sqlite3.connect(path) as conn:  # what an earlier forager left: the steps table without a later column
-        conn.execute("ALTER TABLE steps DROP COLUMN prompt_offset")
-    with pytest.raises(ValueError, match=r"made by an older forager \(steps.prompt_offset missing\); move it aside"):
-        Store(f"sqlite:///{path}")
