@@ -232,3 +232,40 @@ def example_repo(
 def version() -> None:
     """Print forager's version."""
     print(__version__)
+
+
+@app.command()
+def regrade(
+    db: DbOption = None,
+    run: Annotated[str | None, typer.Option("--run", help="only this run's episodes (tasks are not revalidated)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be regraded; change nothing")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Repair a store graded by an earlier forager: regrade episodes graded "patch does not apply" (the install's
+    change to a tracked file rode along in their diff) and revalidate tasks invalid for that reason."""
+    from forager.repair import repair
+
+    settings = settings_for(db=db)
+    store = store_for(settings)
+    run_id = None
+    if run is not None:
+        found = store.run_by_name(run)
+        if found is None:
+            raise die(f"--run {run!r}: no such run in {settings.db}; `forager status` lists the runs")
+        run_id = found.id
+    engine = engine_for(settings)
+    with stage_progress() as progress:
+        line = progress.add_task("[bold]regrade", total=None, stage="")
+        report = repair(settings, store, engine, run_id=run_id, dry_run=dry_run,
+                        on_item=lambda item: progress.update(line, stage=f"{item.kind} {item.id}"))
+    if as_json:
+        print(report.model_dump_json(indent=2))
+        return
+    table = Table(title=("would regrade" if dry_run else "regraded") + f" in {settings.db}")
+    for column in ("kind", "id", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for item in report.items:
+        table.add_row(item.kind, item.id, item.before, item.after or "-")
+    out.print(table)
+    out.print(f"episodes: {report.episodes} found, {report.episodes_resolved} now resolved, "
+              f"{report.episodes_env_error} env_error; tasks: {report.tasks} found, {report.tasks_valid} now valid")

@@ -74,13 +74,16 @@ git reflog expire --expire=now --all
 git gc --prune=now --quiet
 """
 # The repository's changes against HEAD, new untracked (not ignored) files included, computed in a
-# throw-away index so the agent's own staging area is left as it was.
+# throw-away index so the agent's own staging area is left as it was. `cp -p`: git trusts an entry whose
+# stat data matches unless the file is as new as the index file itself ("racily clean"); a copy with a
+# fresh mtime hid an edit of the same size made in the second the start state was written (seen: an
+# oracle's one-line fix missing from its diff, graded unresolved).
 SUBMIT_SCRIPT = r"""
 set -eu
 cd -- "$1"
 index=$(mktemp)
 trap 'rm -f "$index"' EXIT
-cp .git/index "$index"
+cp -p .git/index "$index"
 export GIT_INDEX_FILE="$index"
 git add -A
 git diff --cached --binary HEAD | head -c "$2"

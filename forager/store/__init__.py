@@ -193,6 +193,10 @@ class Store(EpisodeStore):
             task.created_at = existing.created_at
         return self._save(task, lambda: self.task(task.instance_id))
 
+    def task_by_id(self, task_id: int) -> Task | None:
+        with self.session() as s:
+            return s.get(Task, task_id)
+
     def task(self, instance_id: str) -> Task | None:
         with self.session() as s:
             return s.exec(select(Task).where(Task.instance_id == instance_id)).first()

@@ -232,6 +232,26 @@ class EpisodeStore:
             self._claimed.pop(episode_id, None)
             return s.get(Episode, episode_id)
 
+    def regrade_episode(self, episode_id: int, *, last_step_reward: float | None, **fields) -> Episode:
+        """Replace a finished episode's grade (and its last step's reward) in one transaction: a repair of
+        data graded by an earlier forager, not a worker's write, so no lease is involved."""
+        with self.session() as s:
+            s.exec(update(Episode).where(Episode.id == episode_id, Episode.status == FINISHED).values(**fields))
+            last = s.exec(select(Step).where(Step.episode_id == episode_id).order_by(Step.index.desc())).first()
+            if last is not None:
+                last.reward = last_step_reward if last_step_reward is not None else 0.0
+                s.add(last)
+            s.commit()
+            return s.get(Episode, episode_id)
+
+    def finished_episodes_with_error(self, prefix: str, run_id: int | None = None) -> list[Episode]:
+        """Finished episodes whose grade's error starts with `prefix`, oldest first."""
+        query = select(Episode).where(Episode.status == FINISHED, Episode.patch.is_not(None)).order_by(Episode.id)
+        if run_id is not None:
+            query = query.where(Episode.run_id == run_id)
+        with self.session() as s:  # why filtered here: the grade is JSON, and SQLite and PostgreSQL query it differently
+            return [e for e in s.exec(query) if str((e.grade or {}).get("error") or "").startswith(prefix)]
+
     def lease_wait(self, run_id: int, task_ids: list[int] | None = None) -> float | None:
         """Seconds until another worker's episode of this run could be claimed (0: one can be now);
         None when every episode is finished or held by this store: nothing left to wait for."""

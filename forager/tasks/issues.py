@@ -105,6 +105,10 @@ class TaskValidator:
             source=source, valid=False, invalid_reason=reason, forager_version=__version__,
         ))
 
+    def revalidate(self, task: Task, repo_url: str) -> TaskVerdict:
+        """Validate a stored issue-fix task again at its base commit, replacing its verdict."""
+        return self._validate(RepoRef(url=repo_url, ref=task.base_commit), task, time.monotonic(), lambda _s: None)
+
     def _validate(self, ref: RepoRef, task: Task, started: float, on_stage: StageCallback) -> TaskVerdict:
         try:
             self._judge(ref, task, on_stage)

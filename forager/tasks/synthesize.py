@@ -179,13 +179,24 @@ class MutateFixSynthesizer:
         built = self.builder.build(ref, on_stage)
         if built.status != "ready" or built.image_id is None:
             raise ForagerError(FailureCategory(built.category or "build"), f"no ready image: {built.message}")
-        row = self.store.image(built.image_id)
+        return self._image_of(self.store.image(built.image_id), self.prefilter)
+
+    def _image_of(self, row: Image, prefilter: bool | None) -> _Image:
         eligible = [t.test_id for t in self.store.baseline(row.id) if t.status == TestStatus.passed and not t.flaky]
-        prefilter = self.prefilter
         if prefilter is None:
             prefilter = baseline_run_seconds(row, self.settings) >= PREFILTER_MIN_SUITE_SECONDS
         return _Image(row=row, spec=EnvSpec(**row.spec), eligible=eligible,
                       timeout=candidate_timeout(row, self.settings), prefilter=prefilter)
+
+    def revalidate(self, task: Task) -> Task:
+        """Validate a stored mutate-fix task again in its image (whole suite), replacing its verdict."""
+        started = time.monotonic()
+        try:
+            self._judge(self._image_of(self.store.image(task.image_id), prefilter=False), task, [])
+        except Exception as exc:  # noqa: BLE001 - as in synthesis: the verdict says what went wrong
+            task.valid, task.invalid_reason = False, f"validation error: {type(exc).__name__}: {str(exc)[:200]}"
+        task.validate_seconds = round(time.monotonic() - started, 2)
+        return self.store.save_task(task)
 
     def _call_map(self, image: _Image) -> dict[str, list[tuple[str, str]]]:
         cached = self.store.call_map(image.row.id)

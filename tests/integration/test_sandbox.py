@@ -257,3 +257,19 @@ def test_labels_limits_close_and_the_hard_deadline(make_box, engine):
     with pytest.raises(SandboxError):
         bash(box, "echo too late")
 
+
+
+def test_submit_sees_an_edit_that_left_size_and_times_as_they_were(make_box):
+    """A same-size edit in the second the index was written is "racily clean": git compares its content only
+    while the index file is no older than the file. The diff's throw-away index keeps that time (cp -p)."""
+    box = make_box()
+    setup = ("git config core.trustctime false && touch -d @1700000000 calc/core.py && git update-index -q --refresh"
+             " && touch -d @1700000000 .git/index")
+    assert bash(box, setup).exit_code == 0
+    # same size, same inode, same mtime: only the content tells
+    edit = ("python3 -c \"p='calc/core.py'; t=open(p).read(); open(p, 'r+').write(t.replace('total', 'totxl', 1))\""
+            " && touch -d @1700000000 calc/core.py && git diff --stat HEAD")
+    assert "calc/core.py" in bash(box, edit).output
+    submitted = box.execute(ToolCall(name="submit", arguments={}))
+    assert not submitted.error, submitted.output
+    assert "+def totxl(items):" in submitted.patch
