@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from forager.models import MISSING, FailureCategory, SuiteRun, TestStatus
 from forager.store.tables import BaselineTest
+from forager.testing.diagnose import no_results_cause
 
 
 def merge_runs(runs: list[SuiteRun]) -> list[BaselineTest]:
@@ -30,7 +31,9 @@ def judge(runs: list[SuiteRun], baseline: list[BaselineTest]) -> tuple[FailureCa
     if not first.outcomes and first.exit_code == 5:
         return FailureCategory.no_tests, "pytest collected no tests"
     if not first.outcomes:
-        return FailureCategory.tests_error, f"pytest exited {first.exit_code} without reporting tests"
+        cause = no_results_cause(first.log_tail)
+        said = f": {cause.line}" if cause else " (its output names no cause; see the log tail)"
+        return FailureCategory.tests_error, f"pytest exited {first.exit_code} without reporting tests{said}"
     errors = first.count(TestStatus.error)
     return (
         FailureCategory.tests_error,

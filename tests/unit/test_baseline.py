@@ -1,5 +1,8 @@
+import pytest
+
 from forager.models import FailureCategory, SuiteRun, TestOutcome, TestStatus
 from forager.testing.baseline import judge, merge_runs
+from forager.testing.diagnose import no_results_cause
 
 
 def run(exit_code=0, timed_out=False, **statuses):
@@ -34,3 +37,40 @@ def test_categories():
     assert category == FailureCategory.tests_error and "1 failed, 1 errors" in cause
     slow = [run(124, timed_out=True, a="passed")]
     assert judge(slow, merge_runs(slow))[0] == FailureCategory.timeout
+
+
+MARKUPSAFE_DRIFT = """ImportError while loading conftest '/testbed/tests/conftest.py'.
+tests/conftest.py:3: in <module>
+    from jinja2 import Environment
+/venv/lib/python3.11/site-packages/jinja2/__init__.py:12: in <module>
+    from .environment import Environment
+/venv/lib/python3.11/site-packages/jinja2/utils.py:6: in <module>
+    from markupsafe import soft_unicode
+E   ImportError: cannot import name 'soft_unicode' from 'markupsafe' (/venv/lib/python3.11/site-packages/markupsafe/__init__.py)
+"""
+
+
+@pytest.mark.parametrize("log, line, newer", [
+    (MARKUPSAFE_DRIFT, "ImportError: cannot import name 'soft_unicode' from 'markupsafe' (loading conftest tests/conftest.py)",
+     True),
+    ("ERROR: usage: pytest [options] [file_or_dir] [file_or_dir] [...]\n"
+     "pytest: error: unrecognized arguments: --cov=flask --cov-report\n  inifile: /testbed/setup.cfg\n",
+     "unrecognized arguments: --cov=flask --cov-report", False),
+    ("ERROR: Missing required plugins: pytest-asyncio>=0.21\n", "Missing required plugins: pytest-asyncio>=0.21", False),
+    ("ImportError: Error importing plugin \"xdist\": No module named 'xdist'\n",
+     "plugin xdist: ImportError: Error importing plugin \"xdist\": No module named 'xdist'", False),
+    ("INTERNALERROR> Traceback (most recent call last):\nINTERNALERROR>   File \"x.py\", line 1\n"
+     "INTERNALERROR> KeyError: 'nodeid'\n", "KeyError: 'nodeid'", False),
+])
+def test_a_run_without_results_names_its_cause(log, line, newer):
+    cause = no_results_cause(log)
+    assert cause is not None and cause.line == line and cause.newer_dependency is newer
+    runs = [SuiteRun(exit_code=4, log_tail=log)]
+    category, message = judge(runs, merge_runs(runs))
+    assert category == FailureCategory.tests_error and message == f"pytest exited 4 without reporting tests: {line}"
+
+
+def test_a_run_whose_log_names_no_cause_says_so():
+    assert no_results_cause("collected 0 items\n") is None
+    runs = [SuiteRun(exit_code=3, log_tail="")]
+    assert "names no cause" in judge(runs, merge_runs(runs))[1]
