@@ -7,10 +7,9 @@ PYTHON_VERSION ?= 3.11
 # The targets below use a base image bootstrapped from Debian's packages, so they run with no image
 # registry (air-gapped hosts, CI here). Outside make, forager's default base is python:X.Y-slim.
 export FORAGER_BASE_IMAGE ?= forager/bootstrap-python:{python}
-export FORAGER_PYTHON_VERSIONS ?= ["$(PYTHON_VERSION)"]
 DEMO_REPO := .forager-cache/example-repo
 
-.PHONY: demo test unit venv serve-cpu host base-image clean
+.PHONY: demo test unit venv serve-cpu host base-image bases clean
 
 $(VENV)/.installed: pyproject.toml
 	@python3 -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -36,6 +35,11 @@ host:
 
 base-image: venv host
 	@scripts/ensure-base.sh $(PYTHON_VERSION) $(FORAGER)
+
+# Every Python the offline bootstrap can make (Debian's: 3.9, 3.11, 3.13): old commits of real repositories
+# are built with the Python of their date, or the nearest of these (bench/history.py, bench/mine.py).
+bases: venv host
+	@for version in 3.9 3.11 3.13; do scripts/ensure-base.sh $$version $(FORAGER); done
 
 demo: base-image serve-cpu
 	$(FORAGER) example-repo --out $(DEMO_REPO)

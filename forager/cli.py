@@ -47,13 +47,15 @@ def build_images(
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA bundle for TLS-intercepting proxies")] = None,
     test_timeout: Annotated[int | None, typer.Option("--test-timeout", help="seconds per test-suite run")] = None,
     registry: Annotated[str | None, typer.Option("--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): built images are pushed, missing ones pulled instead of rebuilt")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="resolve dependencies and Python as of: commit (its date, the default), latest, or a day YYYY-MM-DD")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Turn repositories into executable Docker images with a recorded test baseline."""
     from forager.build.pipeline import BuildResult
 
-    settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout, registry=registry)
+    settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout, registry=registry,
+                            as_of=as_of)
     refs = read_refs(repo, repos_file)
     _store, _engine, builder = builder_for(settings)
 

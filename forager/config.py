@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from forager.envspec.as_of import parse_as_of
 
 DEFAULT_DB = "sqlite:///trajectories/forager.db"
 # Environment variables that point at a CA bundle, in the order we trust them.
@@ -31,6 +33,10 @@ class Settings(BaseSettings):
         default_factory=lambda: ["3.11", "3.12", "3.13", "3.10", "3.9"],
         description="Python versions with a base image, in order of preference",
     )
+    as_of: str = Field(
+        default="commit",
+        description="resolve a commit's dependencies (and Python) as of: commit (its date), latest, or a day YYYY-MM-DD",
+    )
     ca_bundle: Path | None = Field(default=None, description="CA bundle given to builds (TLS-intercepting proxies)")
     overrides_dir: Path = Field(
         default=Path(__file__).resolve().parents[1] / "images" / "overrides",
@@ -41,12 +47,21 @@ class Settings(BaseSettings):
     build_timeout: int = Field(default=1800, description="seconds allowed for one image build")
     install_timeout: int = Field(default=1200, description="seconds allowed for one install step in a build")
     test_timeout: int = Field(default=900, description="seconds allowed for one run of a test suite")
+    test_case_timeout: int = Field(
+        default=60, ge=0,
+        description="seconds allowed for one test in a baseline run (past it the test fails alone); 0: no limit",
+    )
     validation_runs: int = Field(default=2, ge=1, description="suite runs per image; differing statuses mark flaky")
     docker_timeout: int = Field(default=120, description="seconds for one Docker API call")
     image_prefix: str = Field(default="forager-env", description="repository part of built image tags")
     registry: str | None = Field(
         default=None, description="HOST:PORT of an image registry: built images are pushed, missing ones pulled"
     )
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of(cls, value: str) -> str:
+        return parse_as_of(value)
 
     @classmethod
     def settings_customise_sources(

@@ -96,6 +96,9 @@ class EnvSpec(BaseModel):
     test_command: list[str] = Field(default_factory=lambda: ["python", "-m", "pytest"])
     test_args: list[str] = Field(default_factory=list, description="extra pytest arguments, e.g. test paths")
     env: dict[str, str] = Field(default_factory=dict)
+    as_of: str | None = Field(
+        default=None, description="dependencies resolve to releases uploaded before this day (YYYY-MM-DD); None: today's")
+    resolver: str = Field(default="pip", description="what resolves the dependencies: pip, or uv with --exclude-newer")
     notes: list[str] = Field(default_factory=list, description="why each choice was made; not part of the hash")
 
     @field_validator("pre_install", "post_install", "requirements", "requirement_files", "optional_packages")
@@ -126,7 +129,10 @@ class EnvSpec(BaseModel):
 
     def content_hash(self, *extra: str) -> str:
         """Stable hash of everything that changes the built image (notes excluded)."""
-        payload = self.model_dump(mode="json", exclude={"notes"})
+        # why the resolution fields only when set: specs resolved as of today hash as they did before them
+        unset = {"as_of"} if self.as_of is None else set()
+        unset |= {"resolver"} if self.resolver == "pip" else set()
+        payload = self.model_dump(mode="json", exclude={"notes", *unset})
         blob = json.dumps([payload, *extra], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -10,6 +10,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import git
@@ -39,6 +40,7 @@ class RepoSnapshot(BaseModel):
     mirror: Path
     commit: str
     default_branch: str | None = None
+    committed_at: datetime | None = None  # the commit's committer date: its world is resolved as of then
 
 
 def normalise_url(url: str) -> str:
@@ -134,7 +136,9 @@ def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
                 FailureCategory.clone,
                 f"{shown}: commit or ref {wanted!r} not found (fetched branches and tags; check the sha)",
             ) from exc
-    return RepoSnapshot(ref=ref, url=url, mirror=mirror, commit=commit, default_branch=default_branch)
+        committed_at = datetime.fromisoformat(repo.git.show("-s", "--format=%cI", commit).strip())
+    return RepoSnapshot(ref=ref, url=url, mirror=mirror, commit=commit, default_branch=default_branch,
+                        committed_at=committed_at)
 
 
 def _default_branch(repo: git.Repo) -> str | None:

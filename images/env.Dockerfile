@@ -5,9 +5,10 @@ ${ca_lines}
 ${env_lines}
 # 1. Dependencies known without the source: one layer shared by commits whose requirements are equal.
 COPY forager-requirements.txt /usr/local/share/forager/requirements.txt
-# pip first: the base's pip may predate what projects need (PEP 660 editables, dependency groups).
-RUN : forager-install && timeout ${install_timeout} pip install -q --upgrade pip \
-    && timeout ${install_timeout} pip install -r /usr/local/share/forager/requirements.txt
+# pip first: the base's pip may predate what projects need (PEP 660 editables, dependency groups); uv when
+# the spec resolves as of a day (its --exclude-newer). The installers themselves are today's releases.
+RUN : forager-install && timeout ${install_timeout} pip install -q --upgrade ${installers} \
+    && timeout ${install_timeout} ${installer} -r /usr/local/share/forager/requirements.txt
 # 2. The repository at its commit, its history sanitised before it was copied.
 COPY repo/ ${repo_path}/
 WORKDIR ${repo_path}

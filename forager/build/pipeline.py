@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from datetime import date
 import tomllib
 import traceback
 from collections.abc import Callable
@@ -19,10 +20,12 @@ from forager.build import registry
 from forager.build.engine import BuildFailed, Engine, pid_alive, tail
 from forager.build.render import NO_CA_BUNDLE, BuildPlan, render
 from forager.config import Settings
+from forager.envspec import as_of
 from forager.envspec.fallbacks import runner_fallbacks
 from forager.models import EnvSpec, FailureCategory, ForagerError, RepoRef, RepoTree, SuiteRun, TestStatus
 from forager.store import Image, Store
 from forager.testing.baseline import judge, merge_runs
+from forager.testing.diagnose import no_results_cause
 from forager.testing.runner import run_suite
 
 StageCallback = Callable[[str], None]
@@ -92,6 +95,15 @@ def _runner_may_be_at_fault(category: FailureCategory, run: SuiteRun) -> bool:
     if run.exit_code in (2, 3, 4) or not run.outcomes:
         return True
     return run.count(TestStatus.error) > 0 and run.count(TestStatus.failed) == 0
+
+
+def _other_resolution_may_help(primary: EnvSpec, failure: ForagerError, run: SuiteRun | None) -> bool:
+    """As of a day, an install that fails may work with today's releases; with today's, a suite that cannot
+    import a name its dependency removed may work with the releases of the commit's day (pure)."""
+    if primary.as_of is not None:
+        return failure.category in (FailureCategory.install, FailureCategory.build)
+    cause = no_results_cause(run.log_tail) if run is not None and not run.outcomes else None
+    return bool(cause and cause.newer_dependency)
 
 
 def changed_tracked(install: list[str], runs: list[SuiteRun]) -> dict[str, list[str]]:
@@ -177,12 +189,12 @@ class ImageBuilder:
 
         on_stage("detect")
         tree = repos.read_tree(context / "repo")
-        detected = self._detect(ref, tree)
+        primary, alternate = self._resolutions(ref, tree, snapshot)
         plugin_files = envspec.plugin_files(tree)
-        candidates = [detected, *runner_fallbacks(detected)]
-        plans = [self._plan(spec, snapshot, ref) for spec in candidates]
-        existing = [self.store.find_image(row.repo_id, plan.spec_hash) for plan in plans]
-        for plan, earlier in zip(plans, existing, strict=True):  # any candidate built and ready is a cache hit
+        chains = [[spec, *runner_fallbacks(spec)] for spec in (primary, alternate) if spec is not None]
+        plans = [[self._plan(spec, snapshot, ref) for spec in chain] for chain in chains]
+        existing = [[self.store.find_image(row.repo_id, plan.spec_hash) for plan in chain] for chain in plans]
+        for plan, earlier in zip(sum(plans, []), sum(existing, []), strict=True):  # any built and ready is a hit
             # (a store shared by several hosts knows images this host lacks: the registry may have them)
             if earlier and earlier.status == "ready" and (
                     self.engine.image_exists(plan.env_tag) or self._pull(plan.env_tag, on_stage)):
@@ -195,30 +207,50 @@ class ImageBuilder:
                 return self._result(ref, earlier, cached=True, seconds=time.monotonic() - started)
 
         first_failure: tuple[Image, ForagerError] | None = None
-        for attempt, (spec, plan, earlier) in enumerate(zip(candidates, plans, existing, strict=True)):
-            # each attempt records into a row of its own; a rebuild of the same spec replaces that earlier row
-            attempt_row = Image(repo_id=row.repo_id, requested_ref=row.requested_ref, commit=row.commit,
-                                forager_version=__version__, id=earlier.id if earlier else None,
-                                plugin_files=plugin_files)
-            self._describe(attempt_row, spec, plan)
-            baseline, failure, first_run = self._attempt(ref, plan, spec, attempt_row, context, workdir, on_stage)
-            if failure is None:
-                attempt_row.status, attempt_row.failure_category, attempt_row.failure_message = "ready", None, None
-                saved = self.store.save_image(attempt_row)
-                self.store.replace_baseline(saved.id, baseline)
-                self.store.delete_failures_without_spec(row.repo_id, row.requested_ref)
-                self._push(plan.env_tag, on_stage)
-                return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
-            if first_failure is None:
-                first_failure = (attempt_row, failure)
-            else:
-                self.engine.remove_image(plan.env_tag)  # why: a failed fallback's image is dead weight on disk
-            last = attempt + 1 == len(candidates)
-            if last or first_run is None or not _runner_may_be_at_fault(failure.category, first_run):
-                break  # a fallback that does not even build tells nothing new: the first verdict stands
-            on_stage("retry with an older pytest")
-        first_row, failure = first_failure
+        for index, chain in enumerate(chains):
+            if index and not _other_resolution_may_help(chains[0][0], *first_failure[1:]):
+                break
+            if index:
+                on_stage("retry with " + ("today's releases" if chain[0].as_of is None else f"releases of {chain[0].as_of}"))
+            for attempt, (spec, plan, earlier) in enumerate(zip(chain, plans[index], existing[index], strict=True)):
+                # each attempt records into a row of its own; a rebuild of the same spec replaces that earlier row
+                attempt_row = Image(repo_id=row.repo_id, requested_ref=row.requested_ref, commit=row.commit,
+                                    forager_version=__version__, id=earlier.id if earlier else None,
+                                    plugin_files=plugin_files)
+                self._describe(attempt_row, spec, plan)
+                baseline, failure, first_run = self._attempt(ref, plan, spec, attempt_row, context, workdir, on_stage)
+                if failure is None:
+                    attempt_row.status, attempt_row.failure_category, attempt_row.failure_message = "ready", None, None
+                    saved = self.store.save_image(attempt_row)
+                    self.store.replace_baseline(saved.id, baseline)
+                    self.store.delete_failures_without_spec(row.repo_id, row.requested_ref)
+                    self._push(plan.env_tag, on_stage)
+                    return self._result(ref, saved, cached=False, seconds=time.monotonic() - started)
+                if first_failure is None:
+                    first_failure = (attempt_row, failure, first_run)
+                else:
+                    self.engine.remove_image(plan.env_tag)  # why: a failed fallback's image is dead weight on disk
+                if index and attempt == 0:
+                    retried = ("today's releases" if spec.as_of is None else f"releases of {spec.as_of}")
+                    first_failure[1].message += f"; with {retried}: {failure.message.removeprefix(f'{ref}: ')}"
+                last = attempt + 1 == len(chain)
+                if last or first_run is None or not _runner_may_be_at_fault(failure.category, first_run):
+                    break  # a fallback that does not even build tells nothing new: the first verdict stands
+                on_stage("retry with an older pytest")
+        first_row, failure, _run = first_failure
         return self._fail(ref, first_row, failure.category, failure.message, failure.log_tail, started)
+
+    def _resolutions(self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot) -> tuple[EnvSpec, EnvSpec | None]:
+        """(the spec to build first, the other resolution to try when that one's dependencies are at fault):
+        as of the commit's date and today's, in the order --as-of asks for."""
+        day, note = as_of.cutoff(self.settings.as_of, snapshot.committed_at, date.today())
+        if self.settings.as_of == as_of.LATEST:
+            day, _ = as_of.cutoff(as_of.COMMIT, snapshot.committed_at, date.today())
+            return self._detect(ref, tree, None), (self._detect(ref, tree, day) if day else None)
+        primary = self._detect(ref, tree, day)
+        if note:
+            primary = primary.model_copy(update={"notes": [*primary.notes, note]})
+        return primary, (self._detect(ref, tree, None) if day else None)
 
     def _attempt(
         self, ref: RepoRef, plan: BuildPlan, spec: EnvSpec, row: Image, context: Path, workdir: Path,
@@ -271,7 +303,8 @@ class ImageBuilder:
             on_stage(f"tests {index}/{self.settings.validation_runs}")
             runs.append(
                 run_suite(self.engine, plan.env_tag, spec, repo_path=self.settings.repo_path,
-                          timeout=self.settings.test_timeout, run_index=index, record_changes=True)
+                          timeout=self.settings.test_timeout, run_index=index, record_changes=True,
+                          case_timeout=self.settings.test_case_timeout)
             )
         row.validate_seconds = time.monotonic() - validate_started
         row.changed_tracked = changed_tracked(install_changed, runs)
@@ -310,9 +343,9 @@ class ImageBuilder:
         except registry.RegistryError as exc:
             self._transfers.setdefault(tag, {})["registry_error"] = str(exc)
 
-    def _detect(self, ref: RepoRef, tree: RepoTree) -> EnvSpec:
+    def _detect(self, ref: RepoRef, tree: RepoTree, day: date | None) -> EnvSpec:
         # DetectError is a ForagerError: it is recorded with its own category (detect / no-tests)
-        spec = envspec.detect(tree, self.settings.python_versions)
+        spec = envspec.detect(tree, self._available_pythons(), day)
         override = load_override(self.settings.overrides_dir, ref.name)
         return envspec.apply_override(spec, override) if override else spec
 
@@ -325,6 +358,13 @@ class ImageBuilder:
         row.install_commands = "\n".join(plan.install_commands)
         row.test_command = " ".join([*spec.test_command, *spec.test_args])
         row.ca_bundle_sha256 = None if self.ca_sha == NO_CA_BUNDLE else self.ca_sha
+
+    def _available_pythons(self) -> list[str]:
+        """The configured versions whose base image is on this host, in the configured order; all of them when
+        none is (a registry may have them, and a missing base is then named by the build)."""
+        versions = self.settings.python_versions
+        here = [v for v in versions if self.engine.image_exists(self.settings.base_image_for(v))]
+        return here or versions
 
     def _ensure_base(self, plan: BuildPlan, workdir: Path) -> None:
         if self.engine.image_exists(plan.base_tag):

@@ -10,10 +10,12 @@ from string import Template
 from pydantic import BaseModel
 
 from forager import __version__
+from forager.envspec.as_of import EXEMPT
 from forager.models import EnvSpec
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "images"
 NO_CA_BUNDLE = "none"
+FAR_FUTURE = "2999-12-31"  # an exempt package's own cut-off: none in effect
 
 
 def dockerfile_string(value: str) -> str:
@@ -54,9 +56,18 @@ def _ca_lines(has_bundle: bool) -> str:
     )
 
 
+def installer(spec: EnvSpec) -> str:
+    """The install command for the spec's resolution: pip (today's releases), or uv with its cut-off day."""
+    if spec.resolver != "uv" or not spec.as_of:
+        return "pip install"
+    exempt = " ".join(f"--exclude-newer-package {name}={FAR_FUTURE}" for name in EXEMPT)
+    return f"uv pip install --no-cache --exclude-newer {spec.as_of} {exempt}"
+
+
 def install_commands(spec: EnvSpec, install_timeout: int) -> list[str]:
     """The shell commands of the project layer, in order; each becomes one RUN (one cache layer)."""
     limit = f"timeout {install_timeout}"
+    pip = installer(spec)
     commands = []
     if spec.system_packages:
         names = " ".join(spec.system_packages)  # validated Debian names: nothing to quote
@@ -66,15 +77,15 @@ def install_commands(spec: EnvSpec, install_timeout: int) -> list[str]:
         )
     commands.extend(spec.pre_install)
     for path in spec.requirement_files:
-        commands.append(f"{limit} pip install -r {shlex.quote(path)}")
+        commands.append(f"{limit} {pip} -r {shlex.quote(path)}")
     if spec.project_install:
         editable = "-e " if spec.editable else ""
-        commands.append(f"{limit} pip install {editable}{shlex.quote(spec.project_install)}")
+        commands.append(f"{limit} {pip} {editable}{shlex.quote(spec.project_install)}")
     if spec.optional_packages:
         # why: names guessed from test imports may not exist on the index; one bad guess must not fail the build.
         names = " ".join(shlex.quote(p) for p in spec.optional_packages)
         commands.append(
-            f'for p in {names}; do {limit} pip install "$p" >/dev/null 2>&1 '
+            f'for p in {names}; do {limit} {pip} "$p" >/dev/null 2>&1 '
             '&& echo "forager: installed optional $p" || echo "forager: skipped optional $p"; done'
         )
     commands.extend(spec.post_install)
@@ -121,6 +132,8 @@ def render(
         install_timeout=install_timeout,
         repo_path=repo_path,
         install_lines=install_lines,
+        installer=installer(spec),
+        installers="pip uv" if spec.resolver == "uv" else "pip",
     )
     return BuildPlan(
         base_dockerfile=base_dockerfile,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from packaging.utils import canonicalize_name
 
 from forager.models import EnvSpec, FailureCategory, RepoTree
@@ -9,6 +11,7 @@ from forager.models import EnvSpec, FailureCategory, RepoTree
 from .configs import load_configs
 from .errors import DetectError
 from .imports import imported_modules, third_party_distributions
+from .as_of import resolution_note
 from .install import plan_install
 from .layout import all_paths, has_python, own_module_names
 from .pep508 import merge_requirements, requirement_names
@@ -34,7 +37,9 @@ def _test_args(paths: set[str], patterns: tuple[str, ...], config: PytestConfig)
     return [], "test paths: none given; pytest collects from the repository root"
 
 
-def detect(tree: RepoTree, python_versions: list[str]) -> EnvSpec:
+def detect(tree: RepoTree, python_versions: list[str], as_of: date | None = None) -> EnvSpec:
+    """The spec of a repository; with `as_of` (a commit's cut-off day), its Python is the one current then and
+    its dependencies resolve to releases uploaded before it."""
     paths = all_paths(tree)
     if not has_python(paths):
         raise DetectError("no Python code found (no .py files tracked)")
@@ -51,7 +56,7 @@ def detect(tree: RepoTree, python_versions: list[str]) -> EnvSpec:
 
     constraints, constraint_notes = python_constraints(configs)
     python, python_notes = choose_python(
-        python_versions, constraints, read_pin(tree.read(".python-version")), collect_hints(tree, configs)
+        python_versions, constraints, read_pin(tree.read(".python-version")), collect_hints(tree, configs), as_of
     )
     notes += constraint_notes + python_notes
 
@@ -81,5 +86,7 @@ def detect(tree: RepoTree, python_versions: list[str]) -> EnvSpec:
         optional_packages=optional,
         test_args=test_args,
         env=dict(ENV),
-        notes=notes,
+        as_of=as_of.isoformat() if as_of else None,
+        resolver="uv" if as_of else "pip",
+        notes=[*notes, resolution_note(as_of)],
     )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from forager.build.engine import Engine, EngineUnavailable
+from forager.build.engine import Engine, EngineUnavailable, pid_alive
 from forager.build.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.store import Store
@@ -41,16 +42,21 @@ def engine() -> Engine:
     return engine
 
 
-TEST_IMAGE_PREFIX = "forager-test-env"
+# why the pid: each pytest session removes its own images when it ends; two sessions on one engine (a
+# developer's and CI's, or two helpers') must not pull images from under each other
+TEST_IMAGE_PREFIX = f"forager-test-env-{os.getpid()}"
+_SESSION_PREFIX = re.compile(r"forager-test-env-(\d+)[/-]")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def remove_test_images(engine):
-    """Images built by the tests carry their own prefix and are removed afterwards (disks fill up)."""
+    """Images built by the tests carry their session's prefix and are removed afterwards (disks fill up), with
+    those of sessions that died before they could remove theirs."""
     yield
     for image in engine.client.images.list():
         for tag in image.tags:
-            if tag.startswith(TEST_IMAGE_PREFIX + "/"):
+            session = _SESSION_PREFIX.match(tag)
+            if session and (session.group(1) == str(os.getpid()) or not pid_alive(session.group(1))):
                 engine.remove_image(tag)
 
 

@@ -23,8 +23,7 @@ from forager.llm.tokens import full_prompts
 from .conftest import TEST_IMAGE_PREFIX, example_tasks
 from .vllm_server import TOOL_PARSER, vllm_server  # noqa: F401 - the session fixture
 
-# why: its own prefix, removed when the module is done: another pytest session on the same engine removes
-# every TEST_IMAGE_PREFIX image when it ends, which would pull the image from under these episodes
+# why: its own prefix, removed when the module is done (the session removes the rest when it ends)
 IMAGE_PREFIX = f"{TEST_IMAGE_PREFIX}-openai"
 QUICK = EpisodeLimits(max_turns=3, max_context_tokens=4096, time_limit=120)
 

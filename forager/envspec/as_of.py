@@ -1,0 +1,63 @@
+"""A commit's world as of its date: the cut-off day its dependencies resolve to (pure).
+
+The cut-off is the committer date plus a grace (a fix released days after the commit was usually what it
+was tested with), rounded up to the first of the next month, so the commits of a month share one cut-off
+and so, where their requirements agree, one dependency layer.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+
+GRACE = timedelta(days=14)
+# Packages exempt from the cut-off: the installers themselves and build backends. An old backend may not
+# build the project the way forager installs it (PEP 660 editables), and its age is not what the code needs.
+EXEMPT = (
+    "pip", "uv", "setuptools", "wheel", "setuptools-scm", "hatchling", "hatch-vcs", "hatch-fancy-pypi-readme",
+    "flit-core", "poetry-core", "pdm-backend", "pdm-pep517", "scikit-build-core", "meson-python", "maturin",
+)
+LATEST, COMMIT = "latest", "commit"
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class AsOfError(ValueError):
+    """A --as-of value that is neither latest, commit nor a day."""
+
+
+def parse_as_of(value: str) -> str:
+    """`latest`, `commit` or a day YYYY-MM-DD, checked; the error says what is accepted."""
+    value = value.strip().lower()
+    if value in (LATEST, COMMIT):
+        return value
+    if _DAY.fullmatch(value):
+        try:
+            date.fromisoformat(value)
+            return value
+        except ValueError:
+            pass
+    raise AsOfError(f"as-of {value!r}: give latest, commit or a day such as 2021-06-30")
+
+
+def cutoff(mode: str, committed_at: datetime | None, today: date) -> tuple[date | None, str | None]:
+    """(the cut-off day or None for today's releases, a note when the commit's date could not be used)."""
+    if mode == LATEST:
+        return None, None
+    if mode != COMMIT:
+        return date.fromisoformat(mode), None
+    if committed_at is None:
+        return None, "the commit's date is unknown: dependencies as of today"
+    day = (committed_at + GRACE).date()
+    first_of_next = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    if first_of_next > today:
+        if committed_at.date() > today:
+            return None, f"the commit is dated {committed_at.date()}, after today: dependencies as of today"
+        return None, None  # a recent commit: today's releases are its world
+    return first_of_next, None
+
+
+def resolution_note(as_of: date | None) -> str:
+    if as_of is None:
+        return "dependencies: today's releases (pip)"
+    return (f"dependencies: releases uploaded before {as_of} (uv pip --exclude-newer; "
+            f"exempt: {', '.join(EXEMPT[:4])} and other build backends)")
