@@ -126,6 +126,7 @@ def status(
     rows = store.images()
     tasks = cli_tasks.task_summary(store)
     episodes = store.episode_counts()
+    disk = _disk_usage(settings, store)
     if as_json:
         payload = {
             "images": [
@@ -133,6 +134,7 @@ def status(
             ],
             "tasks": tasks,
             "episodes": episodes,
+            "disk": disk.model_dump(mode="json"),
         }
         print(json.dumps(payload, indent=2))
         return
@@ -146,7 +148,12 @@ def status(
             str(row.tests_passed), str(row.tests_failed), str(row.tests_flaky),
             _size(row.size_bytes), f"{row.build_seconds:.0f}" if row.build_seconds else "",
         )
+    if rows:  # the store's sizes count each image whole; the line below the table gives the disk they share
+        table.add_section()
+        table.add_row("", "total", "", "", f"{disk.images} ready", "", "", "", _bytes(disk.store_bytes), "")
     out.print(table)
+    if rows:
+        out.print(_disk_line(disk), highlight=False, soft_wrap=True)
     for row, _repo in rows:
         if row.status == "failed" and row.failure_message:
             out.print(f"[red]{row.id}[/red] {row.failure_message}", highlight=False, soft_wrap=True)
@@ -271,3 +278,79 @@ def regrade(
     out.print(table)
     out.print(f"episodes: {report.episodes} found, {report.episodes_resolved} now resolved, "
               f"{report.episodes_env_error} env_error; tasks: {report.tasks} found, {report.tasks_valid} now valid")
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def _disk_usage(settings, store: Store):
+    """The disk of the images the store names (`status`); the store's figures only when no engine answers."""
+    import requests
+    from docker.errors import DockerException
+
+    from forager.build.engine import Engine, EngineUnavailable
+    from forager.build.prune import measure
+
+    try:
+        return measure(store, Engine(timeout=settings.docker_timeout))
+    except (EngineUnavailable, DockerException, requests.exceptions.RequestException):
+        return measure(store, None)
+
+
+def _disk_line(disk) -> str:
+    if not disk.engine:
+        return (f"disk: {disk.images} ready images, {_bytes(disk.store_bytes)} as the store records them "
+                "(each counted whole); no Docker engine answers, so nothing about this host")
+    failed = f", {disk.failed_present} of failed builds" if disk.failed_present else ""
+    missing = f", {disk.missing} missing (built again when a task needs them)" if disk.missing else ""
+    return (f"disk: {disk.present}/{disk.images} ready images on this host{missing}{failed}: "
+            f"{_bytes(disk.docker_bytes)} counted whole, {_bytes(disk.unique_bytes)} on disk (layers they share "
+            "counted once, base included); `forager prune --dry-run` lists those no task needs")
+
+
+@app.command()
+def prune(
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed and the bytes it would free; remove nothing")] = False,
+    keep_runs: Annotated[bool, typer.Option("--keep-runs", help="also keep the images finished runs used (to grade their episodes again)")] = False,
+    min_age: Annotated[float, typer.Option("--min-age", min=0, help="keep images created less than this many seconds ago (a build records its image only once validated)")] = 3600.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove this prefix's Docker images that no task or run needs: failed builds, images the store does not
+    know, ready images no valid task and no unfinished run uses. Store rows stay; a removed ready image is built
+    again (from the layer cache) when a task needs it. Base images and other prefixes are never touched."""
+    from rich.markup import escape
+
+    from forager.build.prune import plan_prune, remove
+
+    settings = settings_for(db=db)
+    store = store_for(settings)
+    engine = engine_for(settings)
+    report, host, layers = plan_prune(settings, store, engine, keep_runs=keep_runs, min_age=min_age)
+    if not dry_run:
+        report = remove(engine, report, host, layers)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        title = ("would remove" if dry_run else "removed") + f" images of {settings.image_prefix}/"
+        table = Table(title=title, caption="size: each image whole, as `docker images` shows it")
+        for column in ("tag", "image", "repo", "why", "size"):
+            table.add_column(column, overflow="fold")
+        for item in report.items:
+            why = {"failed": "failed build", "unknown": "not in the store", "unused": "no task uses it"}[item.reason]
+            why += " (only a tag: another tag holds the image)" if item.untag_only else ""
+            table.add_row(item.tag, str(item.image or ""), item.repo or "", why + (f" [red]({escape(item.error)})[/red]" if item.error else ""),
+                          _size(item.size_bytes))
+        out.print(table)
+        whys = {"task": "a valid task uses it", "run": f"episodes of {'a' if keep_runs else 'an unfinished'} run use it",
+                "building": "its build is in progress", "base": "a base image", "container": "a container was made from it",
+                "recent": f"younger than --min-age {min_age:g} s"}
+        kept = ", ".join(f"{n} ({whys[why]})" for why, n in sorted(report.kept.items())) or "none"
+        done = f"would free {_bytes(report.bytes)}" if dry_run else f"{report.removed} removed, {_bytes(report.bytes)} freed"
+        out.print(f"{len(report.items)} images of {settings.image_prefix}/: {done} (layers no other image holds); "
+                  f"kept: {kept}", highlight=False, soft_wrap=True)
+    if report.errors:
+        raise typer.Exit(1)

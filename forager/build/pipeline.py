@@ -220,6 +220,8 @@ class ImageBuilder:
                 self._describe(attempt_row, spec, plan)
                 baseline, failure, first_run = self._attempt(ref, plan, spec, attempt_row, context, workdir, on_stage)
                 if failure is None:
+                    if first_failure is not None and first_failure[0].tag != plan.env_tag:
+                        self.engine.remove_image(first_failure[0].tag)  # why: no row names it once this one is ready
                     attempt_row.status, attempt_row.failure_category, attempt_row.failure_message = "ready", None, None
                     saved = self.store.save_image(attempt_row)
                     self.store.replace_baseline(saved.id, baseline)

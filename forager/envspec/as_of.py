@@ -10,7 +10,12 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 
+from .python_version import RELEASED
+
 GRACE = timedelta(days=14)
+# Releases made before an interpreter existed rarely build on it (C extensions): when the commit's Python
+# has no base here and a newer one runs it, its dependencies are taken as of that Python's first months.
+INTERPRETER_SETTLING = timedelta(days=75)
 # Packages exempt from the cut-off: the installers themselves and build backends. An old backend may not
 # build the project the way forager installs it (PEP 660 editables), and its age is not what the code needs.
 EXEMPT = (
@@ -47,13 +52,28 @@ def cutoff(mode: str, committed_at: datetime | None, today: date) -> tuple[date 
         return date.fromisoformat(mode), None
     if committed_at is None:
         return None, "the commit's date is unknown: dependencies as of today"
-    day = (committed_at + GRACE).date()
-    first_of_next = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    first_of_next = _first_of_next_month((committed_at + GRACE).date())
     if first_of_next > today:
         if committed_at.date() > today:
             return None, f"the commit is dated {committed_at.date()}, after today: dependencies as of today"
         return None, None  # a recent commit: today's releases are its world
     return first_of_next, None
+
+
+def _first_of_next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def for_interpreter(day: date, python: str) -> tuple[date, str | None]:
+    """The cut-off for a build on `python`: `day`, or later when `python` came out too recently before it."""
+    released = RELEASED.get(python)
+    if released is None:
+        return day, None
+    floor = _first_of_next_month(released + INTERPRETER_SETTLING)
+    if floor <= day:
+        return day, None
+    return floor, (f"dependencies as of {floor}, not {day}: Python {python} (released {released}) runs this commit, "
+                   "and releases from before it rarely build on it")
 
 
 def resolution_note(as_of: date | None) -> str:

@@ -216,3 +216,23 @@ class Store(EpisodeStore):
             query = query.where(Task.instance_id.in_(instance_ids))
         with self.session() as s:
             return [(task, repo) for task, repo in s.exec(query.order_by(Task.id))]
+
+    def image_uses(self) -> list[tuple[int, bool, int, int]]:
+        """What uses each image through tasks (for `forager prune`): rows of (images.id, task valid, episodes,
+        open episodes: not finished, or of a run not finished)."""
+        from sqlalchemy import and_, case, func, or_
+
+        from forager.store.episodes import FINISHED
+
+        open_episode = case((and_(Episode.id.is_not(None), or_(Episode.status != FINISHED, Run.finished_at.is_(None))), 1),
+                            else_=0)
+        query = (
+            select(Task.image_id, Task.valid, func.count(Episode.id), func.coalesce(func.sum(open_episode), 0))
+            .select_from(Task)
+            .outerjoin(Episode, Episode.task_id == Task.id)
+            .outerjoin(Run, Run.id == Episode.run_id)
+            .where(Task.image_id.is_not(None))
+            .group_by(Task.image_id, Task.valid)
+        )
+        with self.session() as s:
+            return [(image_id, bool(valid), int(episodes), int(open_)) for image_id, valid, episodes, open_ in s.exec(query)]
