@@ -12,6 +12,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 
+from forager.tasks.mutations import functions_in
 from forager.tasks.patches import is_test_path
 
 PLUGIN_NAME = "forager_callmap"
@@ -33,6 +34,13 @@ _calls = {}
 _current = None
 
 
+def _qualname(code):
+    # before Python 3.11 a code object has no qualified name: "@LINE:NAME" (its first line, decorators
+    # included) is resolved against the source afterwards (forager.tasks.callmap.resolve_line_names)
+    qualname = getattr(code, "co_qualname", None)
+    return qualname if qualname is not None else "@%d:%s" % (code.co_firstlineno, code.co_name)
+
+
 def _trace(frame, event, arg):
     code = frame.f_code
     name = _names.get(code, 0)
@@ -40,7 +48,7 @@ def _trace(frame, event, arg):
         raw = code.co_filename
         # "<frozen os>", "<string>": generated code has a pseudo name, which realpath would place in the repo
         filename = "" if raw.startswith("<") or not raw.endswith(".py") else os.path.realpath(raw)
-        name = (filename[len(_ROOT):], code.co_qualname) if filename.startswith(_ROOT) else None
+        name = (filename[len(_ROOT):], _qualname(code)) if filename.startswith(_ROOT) else None
         _names[code] = name
     if name is not None and _current is not None:
         _current.add(name)
@@ -82,6 +90,36 @@ def parse_call_map(raw: bytes | str) -> dict[str, list[tuple[str, str]]]:
         for test, pairs in data.items()
         if isinstance(pairs, list)
     }
+
+
+LINE_NAMED = "@"
+
+
+def resolve_line_names(
+    calls: dict[str, list[tuple[str, str]]], sources: dict[str, str]
+) -> dict[str, list[tuple[str, str]]]:
+    """Call maps traced on Python < 3.11 name functions "@LINE:NAME"; give them their qualified names (pure).
+
+    LINE is the code object's first line, a decorator's when there is one, so the function is the first one
+    of that name whose `def` is at LINE or below; one that cannot be found is dropped (comprehensions,
+    lambdas and module bodies are no mutation targets anyway).
+    """
+    defs: dict[str, list[tuple[int, str]]] = {}
+    for path, source in sources.items():
+        defs[path] = sorted((line, qualname) for qualname, line, _end in functions_in(source))
+    resolved = {}
+    for test, pairs in calls.items():
+        named = []
+        for path, name in pairs:
+            if name.startswith(LINE_NAMED):
+                line_text, _, short = name[1:].partition(":")
+                line = int(line_text) if line_text.isdigit() else -1
+                name = next((q for start, q in defs.get(path, []) if start >= line and q.rsplit(".", 1)[-1] == short),
+                            None)
+            if name is not None:
+                named.append((path, name))
+        resolved[test] = named
+    return resolved
 
 
 def tests_by_function(

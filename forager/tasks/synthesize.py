@@ -35,9 +35,11 @@ from forager.models import (
 from forager.store import CallMap, Image, Store, Task
 from forager.tasks.callmap import OUTPUT as CALLMAP_OUTPUT
 from forager.tasks.callmap import (
+    LINE_NAMED,
     PLUGIN_NAME,
     PLUGIN_SOURCE,
     parse_call_map,
+    resolve_line_names,
     tests_by_function,
 )
 from forager.tasks.evaluate import baseline_run_seconds, candidate_timeout, run_state
@@ -208,6 +210,10 @@ class MutateFixSynthesizer:
             timeout=self.settings.test_timeout, plugins={PLUGIN_NAME: PLUGIN_SOURCE},
         )
         calls = parse_call_map(run.files.get(CALLMAP_OUTPUT, b""))
+        line_named = sorted({path for pairs in calls.values() for path, name in pairs if name.startswith(LINE_NAMED)})
+        if line_named:  # traced on Python < 3.11
+            mirror = self.store.repo(image.row.repo_id).mirror_path
+            calls = resolve_line_names(calls, repos.read_files_at(Path(mirror), image.row.commit, line_named))
         if not calls:
             raise ForagerError(
                 FailureCategory.tests_error,

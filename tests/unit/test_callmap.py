@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from forager.tasks.callmap import OUTPUT, PLUGIN_NAME, PLUGIN_SOURCE, parse_call_map
+from forager.tasks.callmap import OUTPUT, PLUGIN_NAME, PLUGIN_SOURCE, parse_call_map, resolve_line_names
 from forager.tasks.callmap import (
     tests_by_function as by_function,  # why: pytest would collect tests_*
 )
@@ -301,3 +301,27 @@ def test_plugin_writes_empty_map_when_no_tests(tmp_path: Path):
     )
     assert result.returncode == 5, result.stdout + result.stderr  # pytest: no tests collected
     assert json.loads(out_json.read_text()) == {}
+
+
+def test_names_traced_before_python_3_11_resolve_to_qualified_names():
+    source = (
+        "import functools\n\n\n"
+        "class Cache:\n"
+        "    @functools.lru_cache()\n"
+        "    @staticmethod\n"
+        "    def get(key):\n"
+        "        return key\n\n"
+        "    def put(self, key):\n"
+        "        def inner():\n"
+        "            return key\n"
+        "        return inner()\n\n\n"
+        "def put(key):\n"
+        "    return key\n"
+    )
+    calls = {"t.py::test_a": [("pkg/cache.py", "@5:get"), ("pkg/cache.py", "@10:put"), ("pkg/cache.py", "@11:inner"),
+                              ("pkg/cache.py", "@16:put"), ("pkg/cache.py", "@12:<lambda>"), ("pkg/other.py", "@1:f"),
+                              ("pkg/cache.py", "Cache.get")]}
+    resolved = resolve_line_names(calls, {"pkg/cache.py": source})
+    assert resolved == {"t.py::test_a": [("pkg/cache.py", "Cache.get"), ("pkg/cache.py", "Cache.put"),
+                                         ("pkg/cache.py", "Cache.put.<locals>.inner"), ("pkg/cache.py", "put"),
+                                         ("pkg/cache.py", "Cache.get")]}
