@@ -146,6 +146,7 @@ def run_state(
     restore: list[str] | None = None,
     tests: list[str] | None = None,
     plugins: dict[str, str] | None = None,
+    case_timeout: float = 0,
 ) -> SuiteRun:
     """Run the suite (or `tests`: node ids or files) in the start state (`start_patch` applied to the image's
     working tree) changed by `patch`, with `restore` and the test patch's files put back first, then `test_patch`."""
@@ -161,7 +162,7 @@ def run_state(
     restore_paths = list(dict.fromkeys([*(restore or []), *changed_files(test_patch)]))
     return run_suite(
         engine, image, spec, repo_path=repo_path, timeout=timeout, test_ids=tests or None,
-        setup=setup_script(*names, restore_paths), files=files, plugins=plugins,
+        setup=setup_script(*names, restore_paths), files=files, plugins=plugins, case_timeout=case_timeout,
     )
 
 
@@ -171,7 +172,7 @@ def _with_newline(patch: str) -> str:
 
 def evaluate(
     engine: Engine, image: str, spec: EnvSpec, task: Task, patch: str, *, repo_path: str, timeout: int,
-    plugin_files: list[str] | tuple[str, ...] = (),
+    plugin_files: list[str] | tuple[str, ...] = (), case_timeout: float = 0,
 ) -> Grade:
     """Grade `patch` (relative to the task's start state) on the task: the reward of an episode, the oracle,
     and a task's validation with its gold patch. Test files, test configuration and plugin files the patch
@@ -181,6 +182,7 @@ def evaluate(
     run = run_state(
         engine, image, spec, repo_path=repo_path, timeout=timeout, start_patch=task.bug_patch, patch=patch,
         test_patch=task.test_patch, restore=list(dict.fromkeys([*files, *restored])), tests=files,
+        case_timeout=case_timeout,
     )
     return grade(run, task.fail_to_pass, task.pass_to_pass, restored)
 
@@ -188,4 +190,5 @@ def evaluate(
 def evaluate_in_image(engine: Engine, settings: Settings, image: Image, task: Task, patch: str) -> Grade:
     """`evaluate` in the task's image as the store describes it (its spec, plugin files and time limit)."""
     return evaluate(engine, image.tag, EnvSpec(**image.spec), task, patch, repo_path=settings.repo_path,
-                    timeout=candidate_timeout(image, settings), plugin_files=image.plugin_files or ())
+                    timeout=candidate_timeout(image, settings), plugin_files=image.plugin_files or (),
+                    case_timeout=settings.test_case_timeout)

@@ -153,6 +153,7 @@ class TaskValidator:
                 self.engine, image.tag, spec, repo_path=self.settings.repo_path, timeout=timeout,
                 start_patch=task.bug_patch, patch=patch, test_patch=task.test_patch,
                 restore=list(dict.fromkeys([*files, *restored])), tests=files,
+                case_timeout=self.settings.test_case_timeout,
             ))
         flaky = {t.test_id for t in self.store.baseline(image.id) if t.flaky}
         verdict = judge_pair(

@@ -208,6 +208,7 @@ class MutateFixSynthesizer:
         run = run_state(
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path,
             timeout=self.settings.test_timeout, plugins={PLUGIN_NAME: PLUGIN_SOURCE},
+            case_timeout=self.settings.test_case_timeout,
         )
         calls = parse_call_map(run.files.get(CALLMAP_OUTPUT, b""))
         line_named = sorted({path for pairs in calls.values() for path, name in pairs if name.startswith(LINE_NAMED)})
@@ -300,7 +301,7 @@ class MutateFixSynthesizer:
             tests = test_files(tests)
         return run_state(
             self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path, timeout=image.timeout,
-            start_patch=task.bug_patch, tests=tests,
+            start_patch=task.bug_patch, tests=tests, case_timeout=self.settings.test_case_timeout,
         )
 
 
