@@ -9,8 +9,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-# A ref after "@" never contains ":" (that would be part of an scp-style URL such as git@host:a/b).
-_REF_RE = re.compile(r"^[A-Za-z0-9._/\-]+$")
+# A ref after "@" never contains ":" (that would be part of an scp-style URL such as git@host:a/b);
+# "~" and "^" are git's ancestry suffixes (main~3, v1.0^).
+_REF_RE = re.compile(r"^[A-Za-z0-9._/\-~^]+$")
 _DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+~:\-]+)?$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CREDENTIALS_RE = re.compile(r"^([a-z][a-z0-9+.-]*://[^/@:]+):[^/@]*@")

@@ -127,6 +127,10 @@ def fetch(ref: RepoRef, cache_dir: Path) -> RepoSnapshot:
                 f"cannot clone {shown}: {exc.cause[:300]} (check the URL or path and that it is a git repository)",
             ) from exc
         repo = git.Repo(mirror)
+        if repo.git.rev_parse("--is-shallow-repository") == "true":
+            # why: a cut history has no parents to mine, and its oldest commit looks like a root
+            raise ForagerError(FailureCategory.clone, f"{shown} is a shallow clone (its history is cut off); "
+                               "fetch the whole history first (git fetch --unshallow) or give the full repository")
         default_branch = _default_branch(repo)
         wanted = ref.ref or "HEAD"
         try:

@@ -13,7 +13,14 @@ from .configs import Configs, ini_lines, table
 from .dev_dependencies import declared_dependencies
 from .groups import pick_groups
 from .layout import is_install_requirements_file
-from .pep508 import canonical_name, clean_requirement, merge_requirements, requirement_names, requirements_in_file
+from .pep508 import (
+    canonical_name,
+    clean_requirement,
+    merge_requirements,
+    requirement_names,
+    requirements_in_file,
+    unfetchable,
+)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,20 @@ def plan_install(tree: RepoTree, configs: Configs, paths: set[str]) -> InstallPl
     if declared.dropped:
         notes.append(f"skipped {declared.dropped} dependency entries that are local, conditional or unparsable")
 
+    unreachable = [r for r in requirements if unfetchable(r)]
+    if unreachable:
+        requirements = [r for r in requirements if r not in unreachable]
+        notes.append(f"dropped requirements that name a VCS repository or an archive URL (not fetchable here; the "
+                     f"project's extras and index releases stand in): {', '.join(unreachable[:3])}")
     files = _requirement_files(paths, declared.files)
+    inlined = [path for path in files if any(unfetchable(line) for line in (tree.read(path) or "").splitlines())]
+    if inlined:
+        # why: pip stops at the first line it cannot fetch; the file's other requirements still count
+        files = [path for path in files if path not in inlined]
+        kept = [r for path in inlined for r in requirements_in_file(tree.read(path) or "") if not unfetchable(r)]
+        requirements = merge_requirements(requirements, [r for r in kept if canonical_name(r) not in project_names])
+        notes.append(f"requirement files not installed as they are, since they name VCS repositories or archive "
+                     f"URLs: {', '.join(inlined)} (their other requirements are installed)")
     if files:
         notes.append(f"requirement files: {', '.join(files)}")
 

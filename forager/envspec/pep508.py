@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -37,6 +39,19 @@ def canonical_name(requirement: str) -> str:
 
 def requirement_names(requirements: Iterable[str]) -> set[str]:
     return {canonical_name(r) for r in requirements}
+
+
+_URL_LINE = re.compile(r"^(?:-e\s+|--editable\s+)?(?:git|hg|svn|bzr)\+|^(?:-e\s+)?https?://|\s@\s*(?:git\+|https?://)")
+
+
+def unfetchable(line: str) -> bool:
+    """A requirement (or requirements-file line) that names a VCS repository or an archive URL: sandboxes and
+    offline builders cannot fetch it, while a release on the index serves the same need."""
+    text = line.split(" #", 1)[0].strip()
+    if _URL_LINE.search(text):
+        return True
+    req = parse_requirement(text) if text and not text.startswith(("#", "-")) else None
+    return req is not None and req.url is not None and not req.url.startswith("file:")
 
 
 def requirements_in_file(text: str) -> list[str]:

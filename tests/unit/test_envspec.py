@@ -674,3 +674,71 @@ def test_runner_fallbacks_cap_an_unpinned_pytest_only():
     # a lower bound stops the ladder where it would admit nothing
     floor = runner_fallbacks(EnvSpec(python="3.11", requirements=["pytest>=8.2"]))
     assert [f.requirements[0] for f in floor] == ["pytest<9,>=8.2"]
+
+
+# --- a commit's world as of its date, and requirements that cannot be fetched ---------------------
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("git+https://github.com/pallets/werkzeug.git#egg=werkzeug", True),
+    ("-e git+https://github.com/a/b.git#egg=b", True),
+    ("https://github.com/pallets/jinja/archive/main.tar.gz", True),
+    ("jinja2 @ https://github.com/pallets/jinja/archive/main.zip", True),
+    ("jinja2 @ git+https://github.com/pallets/jinja", True),
+    ("jinja2>=3.0  # https://docs", False),
+    ("-r base.txt", False),
+    ("pkg @ file:///wheels/pkg.whl", False),
+])
+def test_unfetchable_requirements(line, expected):
+    from forager.envspec.pep508 import unfetchable
+
+    assert unfetchable(line) is expected
+
+
+def test_a_requirements_file_naming_a_vcs_url_is_replaced_by_its_other_requirements():
+    spec = detect(repo({
+        "setup.py": "from setuptools import setup\nsetup(name='app', extras_require={'test': ['pytest']})\n",
+        "requirements/dev.txt": "-r tests.txt\ngit+https://github.com/pallets/werkzeug.git#egg=werkzeug\nblinker>=1.4\n",
+        "requirements/tests.txt": "pytest\nasgiref\n",
+        "tox.ini": "[testenv]\ndeps =\n    jinja2 @ https://github.com/pallets/jinja/archive/main.zip\n    greenlet\n",
+        **A_TEST,
+    }, "app/__init__.py"), ALL)
+    assert "requirements/dev.txt" not in spec.requirement_files
+    assert "requirements/tests.txt" in spec.requirement_files
+    assert "blinker>=1.4" in spec.requirements and "greenlet" in spec.requirements
+    assert not any("github.com" in r for r in spec.requirements)
+    assert has_note(spec, "requirement files not installed as they are") and has_note(spec, "dropped requirements")
+
+
+def test_python_as_of_a_date_is_the_current_one_or_the_nearest_with_a_base():
+    from datetime import date
+
+    files = {"setup.py": "from setuptools import setup\nsetup(name='x', python_requires='>=3.6')\n", **A_TEST}
+    assert detect(repo(files, "x.py"), ALL, date(2022, 3, 1)).python == "3.10"
+    assert detect(repo(files, "x.py"), ["3.11", "3.9", "3.13"], date(2022, 3, 1)).python == "3.9"  # tie: older
+    assert detect(repo(files, "x.py"), ["3.11", "3.9", "3.13"], date(2023, 2, 1)).python == "3.11"
+    spec = detect(repo(files, "x.py"), ["3.11"], date(2019, 5, 1))
+    assert spec.python == "3.11" and has_note(spec, "nearest to 3.7")
+    # dependencies as of the day, or of when a newer Python running the commit had settled
+    assert spec.as_of == "2023-02-01" and spec.resolver == "uv" and has_note(spec, "dependencies as of 2023-02-01")
+    assert detect(repo(files, "x.py"), ["3.11", "3.9"], date(2021, 6, 1)).as_of == "2021-06-01"
+    latest = detect(repo(files, "x.py"), ALL)
+    assert latest.as_of is None and latest.resolver == "pip"
+
+
+def test_the_cut_off_of_a_commit():
+    from datetime import UTC, date, datetime
+
+    from forager.envspec.as_of import AsOfError, cutoff, parse_as_of
+
+    today = date(2026, 12, 1)
+    assert cutoff("commit", datetime(2021, 5, 20, tzinfo=UTC), today) == (date(2021, 7, 1), None)
+    assert cutoff("commit", datetime(2021, 5, 3, tzinfo=UTC), today) == (date(2021, 6, 1), None)
+    assert cutoff("commit", datetime(2026, 11, 30, tzinfo=UTC), today) == (None, None)  # today's world
+    day, note = cutoff("commit", datetime(2027, 3, 1, tzinfo=UTC), today)
+    assert day is None and "after today" in note
+    assert cutoff("latest", datetime(2021, 5, 3, tzinfo=UTC), today) == (None, None)
+    assert cutoff("2020-02-29", None, today) == (date(2020, 2, 29), None)
+    assert parse_as_of(" Latest ") == "latest"
+    with pytest.raises(AsOfError, match="give latest, commit or a day"):
+        parse_as_of("2021-02-30")

@@ -16,6 +16,8 @@ from forager.models import EnvSpec, RepoRef
         ("ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git", None),
         ("ssh://git@github.com/o/r.git@v1", "ssh://git@github.com/o/r.git", "v1"),
         ("https://oauth2:tok@gitlab.com/g/p.git", "https://oauth2:tok@gitlab.com/g/p.git", None),
+        ("../corpus/flask.bundle@main~3", "../corpus/flask.bundle", "main~3"),
+        ("/srv/repo@v1.0^", "/srv/repo", "v1.0^"),
     ],
 )
 def test_repo_ref_parse(text, url, ref):
