@@ -98,10 +98,12 @@ def _runner_may_be_at_fault(category: FailureCategory, run: SuiteRun) -> bool:
 
 
 def _other_resolution_may_help(primary: EnvSpec, failure: ForagerError, run: SuiteRun | None) -> bool:
-    """As of a day, an install that fails may work with today's releases; with today's, a suite that cannot
-    import a name its dependency removed may work with the releases of the commit's day (pure)."""
+    """As of a day, an install that fails, or a suite that reports nothing (an old pytest on a newer Python),
+    may work with later releases; with today's, a suite that cannot import a name its dependency removed may
+    work with the releases of the commit's day (pure)."""
     if primary.as_of is not None:
-        return failure.category in (FailureCategory.install, FailureCategory.build)
+        no_results = failure.category == FailureCategory.tests_error and run is not None and not run.outcomes
+        return no_results or failure.category in (FailureCategory.install, FailureCategory.build)
     cause = no_results_cause(run.log_tail) if run is not None and not run.outcomes else None
     return bool(cause and cause.newer_dependency)
 
@@ -189,9 +191,8 @@ class ImageBuilder:
 
         on_stage("detect")
         tree = repos.read_tree(context / "repo")
-        primary, alternate = self._resolutions(ref, tree, snapshot)
         plugin_files = envspec.plugin_files(tree)
-        chains = [[spec, *runner_fallbacks(spec)] for spec in (primary, alternate) if spec is not None]
+        chains = [[spec, *runner_fallbacks(spec)] for spec in self._resolutions(ref, tree, snapshot)]
         plans = [[self._plan(spec, snapshot, ref) for spec in chain] for chain in chains]
         existing = [[self.store.find_image(row.repo_id, plan.spec_hash) for plan in chain] for chain in plans]
         for plan, earlier in zip(sum(plans, []), sum(existing, []), strict=True):  # any built and ready is a hit
@@ -206,9 +207,10 @@ class ImageBuilder:
                     earlier = self.store.save_image(earlier)
                 return self._result(ref, earlier, cached=True, seconds=time.monotonic() - started)
 
-        first_failure: tuple[Image, ForagerError] | None = None
+        first_failure: tuple[Image, ForagerError, SuiteRun | None] | None = None
+        chain_failure: tuple[ForagerError, SuiteRun | None] | None = None  # the previous resolution's first one
         for index, chain in enumerate(chains):
-            if index and not _other_resolution_may_help(chains[0][0], *first_failure[1:]):
+            if index and not _other_resolution_may_help(chains[index - 1][0], *chain_failure):
                 break
             if index:
                 on_stage("retry with " + ("today's releases" if chain[0].as_of is None else f"releases of {chain[0].as_of}"))
@@ -222,6 +224,10 @@ class ImageBuilder:
                 if failure is None:
                     if first_failure is not None and first_failure[0].tag != plan.env_tag:
                         self.engine.remove_image(first_failure[0].tag)  # why: no row names it once this one is ready
+                    if index:  # which resolution worked, and why the ones before it did not
+                        attempt_row.spec = {**attempt_row.spec, "notes": [
+                            *attempt_row.spec["notes"], f"resolution {index + 1} of {len(chains)} worked; the first "
+                            f"failed: {first_failure[1].message.removeprefix(f'{ref}: ')}"[:1500]]}
                     attempt_row.status, attempt_row.failure_category, attempt_row.failure_message = "ready", None, None
                     saved = self.store.save_image(attempt_row)
                     self.store.replace_baseline(saved.id, baseline)
@@ -232,6 +238,8 @@ class ImageBuilder:
                     first_failure = (attempt_row, failure, first_run)
                 else:
                     self.engine.remove_image(plan.env_tag)  # why: a failed fallback's image is dead weight on disk
+                if attempt == 0:
+                    chain_failure = (failure, first_run)
                 if index and attempt == 0:
                     retried = ("today's releases" if spec.as_of is None else f"releases of {spec.as_of}")
                     first_failure[1].message += f"; with {retried}: {failure.message.removeprefix(f'{ref}: ')}"
@@ -242,17 +250,26 @@ class ImageBuilder:
         first_row, failure, _run = first_failure
         return self._fail(ref, first_row, failure.category, failure.message, failure.log_tail, started)
 
-    def _resolutions(self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot) -> tuple[EnvSpec, EnvSpec | None]:
-        """(the spec to build first, the other resolution to try when that one's dependencies are at fault):
-        as of the commit's date and today's, in the order --as-of asks for."""
-        day, note = as_of.cutoff(self.settings.as_of, snapshot.committed_at, date.today())
+    def _resolutions(self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot) -> list[EnvSpec]:
+        """The resolutions to try, in order, each when the one before failed in a way the next may fix: as of the
+        commit's cut-off; as of when a newer Python that runs the commit had settled (old releases may not build
+        on it); today's. With --as-of latest: today's first, then the commit's."""
+        today = date.today()
         if self.settings.as_of == as_of.LATEST:
-            day, _ = as_of.cutoff(as_of.COMMIT, snapshot.committed_at, date.today())
-            return self._detect(ref, tree, None), (self._detect(ref, tree, day) if day else None)
+            day, _ = as_of.cutoff(as_of.COMMIT, snapshot.committed_at, today)
+            return [self._detect(ref, tree, None), *([self._detect(ref, tree, day)] if day else [])]
+        day, note = as_of.cutoff(self.settings.as_of, snapshot.committed_at, today)
         primary = self._detect(ref, tree, day)
         if note:
             primary = primary.model_copy(update={"notes": [*primary.notes, note]})
-        return primary, (self._detect(ref, tree, None) if day else None)
+        if day is None:
+            return [primary]
+        resolutions = [primary]
+        settled, why = as_of.for_interpreter(day, primary.python)
+        if why and settled <= today:
+            resolutions.append(primary.model_copy(update={"as_of": settled.isoformat(), "notes": [
+                *(n for n in primary.notes if not n.startswith("dependencies: ")), why, as_of.resolution_note(settled)]}))
+        return [*resolutions, self._detect(ref, tree, None)]
 
     def _attempt(
         self, ref: RepoRef, plan: BuildPlan, spec: EnvSpec, row: Image, context: Path, workdir: Path,

@@ -11,7 +11,7 @@ from forager.models import EnvSpec, FailureCategory, RepoTree
 from .configs import load_configs
 from .errors import DetectError
 from .imports import imported_modules, third_party_distributions
-from .as_of import for_interpreter, resolution_note
+from .as_of import resolution_note
 from .install import plan_install
 from .layout import all_paths, has_python, own_module_names
 from .pep508 import merge_requirements, requirement_names
@@ -59,7 +59,6 @@ def detect(tree: RepoTree, python_versions: list[str], as_of: date | None = None
         python_versions, constraints, read_pin(tree.read(".python-version")), collect_hints(tree, configs), as_of
     )
     notes += constraint_notes + python_notes
-    deps_day, later = for_interpreter(as_of, python) if as_of else (None, None)
 
     plan = plan_install(tree, configs, paths)
     notes += plan.notes
@@ -87,7 +86,7 @@ def detect(tree: RepoTree, python_versions: list[str], as_of: date | None = None
         optional_packages=optional,
         test_args=test_args,
         env=dict(ENV),
-        as_of=deps_day.isoformat() if deps_day else None,
-        resolver="uv" if deps_day else "pip",
-        notes=[*notes, *([later] if later else []), resolution_note(deps_day)],
+        as_of=as_of.isoformat() if as_of else None,
+        resolver="uv" if as_of else "pip",
+        notes=[*notes, resolution_note(as_of)],
     )

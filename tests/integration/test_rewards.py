@@ -2,9 +2,9 @@
 
 - cachetools (two releases from PyPI, their egg-info tracked as some real repositories do): the editable
   install rewrites `src/cachetools.egg-info/PKG-INFO`.
-- filelock 3.16.1 (from PyPI) with a commit after the release: hatch-vcs rewrites the tracked
-  `src/filelock/version.py` at install; the commit also makes the suite load a module of the package as
-  a pytest plugin (`pytest_plugins` in tests/conftest.py), the plugin route of tampering.
+- iniconfig 2.3.1 (from PyPI) with a commit after the release: setuptools-scm rewrites the tracked
+  `src/iniconfig/_version.py` at install; the commit also makes the suite load a module of the package as
+  a pytest plugin (`pytest_plugins` in testing/conftest.py), the plugin route of tampering.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from .conftest import cli_env, module_settings, run_cli
 
 SDIST_CACHE = Path.home() / ".cache" / "forager-tests" / "sdists"
 PKG_INFO = "src/cachetools.egg-info/PKG-INFO"
-VERSION_FILE = "src/filelock/version.py"
-PLUGIN = "src/filelock/_pytest_plugin.py"
+VERSION_FILE = "src/iniconfig/_version.py"
+PLUGIN = "src/iniconfig/_pytest_plugin.py"
 
 # A hook that turns every failed report into a pass: the classic way to game a pytest-graded reward.
 PASS_EVERYTHING = """import pytest
@@ -109,11 +109,12 @@ def version_file(tmp_path_factory, engine):
     from forager.build.pipeline import ImageBuilder
 
     builder = ImageBuilder(settings, store, engine)
-    repo = repo_from_sdist("filelock==3.16.1", root / "filelock", SDIST_CACHE)
+    repo = repo_from_sdist("iniconfig==2.3.1", root / "iniconfig", SDIST_CACHE)
     (repo / PLUGIN).write_text('"""Test support the suite loads as a pytest plugin."""\n\n\n'
                                'def pytest_configure(config):\n'
                                '    config.addinivalue_line("markers", "slow: a slow test")\n')
-    (repo / "tests/conftest.py").write_text('pytest_plugins = ["filelock._pytest_plugin"]\n')
+    conftest = repo / "testing/conftest.py"
+    conftest.write_text(conftest.read_text() + '\npytest_plugins = ["iniconfig._pytest_plugin"]\n')
     git_commit_all(repo, "Load the package's test support as a plugin")  # one commit past the release tag
     report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(RepoRef(url=str(repo)), count=1, seed=0)
     assert report.valid == 1, report

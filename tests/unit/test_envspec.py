@@ -719,8 +719,7 @@ def test_python_as_of_a_date_is_the_current_one_or_the_nearest_with_a_base():
     assert detect(repo(files, "x.py"), ["3.11", "3.9", "3.13"], date(2023, 2, 1)).python == "3.11"
     spec = detect(repo(files, "x.py"), ["3.11"], date(2019, 5, 1))
     assert spec.python == "3.11" and has_note(spec, "nearest to 3.7")
-    # dependencies as of the day, or of when a newer Python running the commit had settled
-    assert spec.as_of == "2023-02-01" and spec.resolver == "uv" and has_note(spec, "dependencies as of 2023-02-01")
+    assert spec.as_of == "2019-05-01" and spec.resolver == "uv"
     assert detect(repo(files, "x.py"), ["3.11", "3.9"], date(2021, 6, 1)).as_of == "2021-06-01"
     latest = detect(repo(files, "x.py"), ALL)
     assert latest.as_of is None and latest.resolver == "pip"
@@ -742,3 +741,14 @@ def test_the_cut_off_of_a_commit():
     assert parse_as_of(" Latest ") == "latest"
     with pytest.raises(AsOfError, match="give latest, commit or a day"):
         parse_as_of("2021-02-30")
+
+
+def test_old_releases_may_not_build_on_a_newer_python_so_the_next_cut_off_is_when_it_had_settled():
+    from datetime import date
+
+    from forager.envspec.as_of import for_interpreter
+
+    day, why = for_interpreter(date(2019, 5, 1), "3.11")  # 3.11 came out 2022-10-24
+    assert day == date(2023, 2, 1) and "Python 3.11 (released 2022-10-24)" in why
+    assert for_interpreter(date(2023, 6, 1), "3.11") == (date(2023, 6, 1), None)
+    assert for_interpreter(date(2021, 6, 1), "3.15") == (date(2021, 6, 1), None)  # unknown: nothing to say

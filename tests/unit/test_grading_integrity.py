@@ -85,3 +85,20 @@ def test_touched_files_names_both_sides_of_a_rename_and_deletions():
             "diff --git a/gone.py b/gone.py\ndeleted file mode 100644\nindex 1111111..0000000\n--- a/gone.py\n"
             "+++ /dev/null\n@@ -1 +0,0 @@\n-x\n")
     assert touched_files(diff) == ["helpers.py", "tests/conftest.py", "gone.py"]
+
+
+def test_which_failures_another_resolution_may_fix():
+    from forager.build.pipeline import _other_resolution_may_help
+    from forager.models import FailureCategory, ForagerError
+
+    as_of, today = EnvSpec(python="3.11", as_of="2021-06-01", resolver="uv"), EnvSpec(python="3.11")
+    install = ForagerError(FailureCategory.install, "greenlet did not build")
+    tests = ForagerError(FailureCategory.tests_error, "no test passed")
+    silent = SuiteRun(exit_code=1, log_tail="AttributeError: __spec__")
+    failing = SuiteRun(exit_code=1, outcomes=[{"test_id": "t.py::a", "status": "failed"}])
+    assert _other_resolution_may_help(as_of, install, None)
+    assert _other_resolution_may_help(as_of, tests, silent)  # an old pytest on a newer Python
+    assert not _other_resolution_may_help(as_of, tests, failing)  # tests ran and failed: not the resolution
+    drift = SuiteRun(exit_code=4, log_tail="E   ImportError: cannot import name 'url_quote' from 'werkzeug.urls'")
+    assert _other_resolution_may_help(today, tests, drift)
+    assert not _other_resolution_may_help(today, install, None) and not _other_resolution_may_help(today, tests, silent)
