@@ -87,7 +87,9 @@ def test_all_tests_failing_is_a_tests_error(builder, repo_factory):
 def test_slow_suite_is_a_timeout(settings, store, engine, repo_factory):
     from forager.build.pipeline import ImageBuilder
 
-    slow = {"tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(120)\n"}
+    # slow as a whole, no test slow alone: one test that hangs is one failed test (test_hanging_test.py)
+    slow = {"tests/test_slow.py": "import time\n\nimport pytest\n\n\n@pytest.mark.parametrize('n', range(30))\n"
+                                  "def test_slow(n):\n    time.sleep(1)\n"}
     root, _ = repo_factory("slow", {**SETUP_PY_PKG, **slow})
     settings = settings.model_copy(update={"test_timeout": 5, "validation_runs": 1})
     result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(root)))
