@@ -1,0 +1,59 @@
+"""Real history: a commit of a real repository (the corpus's flask, with its full history) built as of its date,
+and the bad inputs a user of old commits meets, each a clear line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forager.build.pipeline import ImageBuilder
+from forager.models import RepoRef
+from forager.store import Store
+
+from .conftest import module_settings, run_cli
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+
+
+@pytest.fixture(scope="module")
+def flask(tmp_path_factory) -> Path:
+    bundle = CORPUS / "flask.bundle"
+    if not bundle.is_file():
+        pytest.fail(f"{bundle} is missing: the corpus of real repositories lies in ../shared/corpus beside the checkout")
+    target = tmp_path_factory.mktemp("corpus") / "flask"
+    subprocess.run(["git", "clone", "-q", str(bundle), str(target)], check=True)
+    return target
+
+
+def test_a_release_of_2023_builds_as_of_its_date(flask, tmp_path, engine):
+    """Flask 2.2.3 imports werkzeug.urls.url_quote, which Werkzeug 3 (Sept. 2023) removed: with today's
+    releases its suite cannot even be collected; as of its date it is ready."""
+    settings = module_settings(tmp_path)
+    store = Store(settings.db)
+    result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(flask), ref="2.2.3"))
+    assert result.status == "ready", result.message
+    image = store.image(result.image_id)
+    assert image.spec["as_of"] == "2023-04-01" and image.spec["resolver"] == "uv" and image.python_version == "3.11"
+    werkzeug = engine.run(image.tag, ["python", "-c", "import werkzeug, flask; print(werkzeug.__version__)"],
+                          timeout=60)
+    assert werkzeug.output.strip().startswith("2.2."), werkzeug.output
+    status = json.loads(run_cli("status", "--json", settings=settings, check=True).stdout)
+    assert status["images"][0]["spec"]["as_of"] == "2023-04-01"
+
+
+def test_bad_history_input_gets_one_clear_line(flask, tmp_path):
+    settings = module_settings(tmp_path)
+    missing = run_cli("build-images", "--repo", f"{CORPUS / 'flask.bundle'}@9.9.9", settings=settings)
+    assert missing.returncode == 1 and "commit or ref '9.9.9' not found" in missing.stderr
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "2", f"file://{flask}", str(shallow)], check=True)
+    cut = run_cli("build-images", "--repo", str(shallow), settings=settings)
+    assert cut.returncode == 1 and "is a shallow clone" in cut.stderr and "--unshallow" in cut.stderr
+    when = run_cli("build-images", "--repo", str(flask), "--as-of", "last year", settings=settings)
+    assert when.returncode == 2 and "give latest, commit or a day" in when.stderr
+    # nothing half-written: the store holds the two failed builds, each with its reason, and no more
+    images = json.loads(run_cli("status", "--json", settings=settings, check=True).stdout)["images"]
+    assert sorted(i["failure_category"] for i in images) == ["clone", "clone"]
