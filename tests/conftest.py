@@ -41,3 +41,20 @@ def repo_factory(tmp_path):
         return root, make_repo(root, *commits)
 
     return factory
+
+
+def minimal_pyproject(name: str) -> str:
+    """The pyproject.toml of a one-package project with a `test` extra (pytest), as fixture repositories use."""
+    return f"""
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{name}"
+version = "0.1"
+requires-python = ">=3.8"
+
+[project.optional-dependencies]
+test = ["pytest"]
+"""

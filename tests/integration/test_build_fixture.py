@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 from forager.models import RepoRef
-from tests.conftest import git
+from tests.conftest import git, minimal_pyproject
 
-PYPROJECT = """
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "tinycalc"
-version = "0.1"
-requires-python = ">=3.8"
-
-[project.optional-dependencies]
-test = ["pytest"]
-"""
+PYPROJECT = minimal_pyproject("tinycalc")
 
 TINY_V1 = {
     "pyproject.toml": PYPROJECT,

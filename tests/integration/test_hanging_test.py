@@ -6,20 +6,9 @@ from __future__ import annotations
 from forager.build.pipeline import ImageBuilder
 from forager.models import EnvSpec, RepoRef
 from forager.testing.runner import TAKEN_DOWN, run_suite
+from tests.conftest import minimal_pyproject
 
-PYPROJECT = """
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "slowcalc"
-version = "0.1"
-requires-python = ">=3.8"
-
-[project.optional-dependencies]
-test = ["pytest"]
-"""
+PYPROJECT = minimal_pyproject("slowcalc")
 
 REPO = {
     "pyproject.toml": PYPROJECT,

@@ -84,14 +84,18 @@ def _appended(path: str, old_text: str, addition: str) -> str:
             f"@@ -{start},{len(context)} +{start},{len(context) + len(new)} @@\n{body}")
 
 
+def _workers(root: Path, engine):
+    from forager.build.pipeline import ImageBuilder
+
+    settings = module_settings(root)
+    store = Store(settings.db)
+    return settings, store, ImageBuilder(settings, store, engine)
+
+
 @pytest.fixture(scope="module")
 def egg_info(tmp_path_factory, engine):
     root = tmp_path_factory.mktemp("egg-info")
-    settings = module_settings(root)
-    store = Store(settings.db)
-    from forager.build.pipeline import ImageBuilder
-
-    builder = ImageBuilder(settings, store, engine)
+    settings, store, builder = _workers(root, engine)
     repo = repo_from_sdist_history(["cachetools==5.4.0", "cachetools==5.5.0"], root / "cachetools", SDIST_CACHE,
                                    keep_build_outputs=True)
     ref = RepoRef(url=str(repo))
@@ -104,11 +108,7 @@ def egg_info(tmp_path_factory, engine):
 @pytest.fixture(scope="module")
 def version_file(tmp_path_factory, engine):
     root = tmp_path_factory.mktemp("version-file")
-    settings = module_settings(root)
-    store = Store(settings.db)
-    from forager.build.pipeline import ImageBuilder
-
-    builder = ImageBuilder(settings, store, engine)
+    settings, store, builder = _workers(root, engine)
     repo = repo_from_sdist("iniconfig==2.3.1", root / "iniconfig", SDIST_CACHE)
     (repo / PLUGIN).write_text('"""Test support the suite loads as a pytest plugin."""\n\n\n'
                                'def pytest_configure(config):\n'
