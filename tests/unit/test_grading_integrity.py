@@ -102,3 +102,17 @@ def test_which_failures_another_resolution_may_fix():
     drift = SuiteRun(exit_code=4, log_tail="E   ImportError: cannot import name 'url_quote' from 'werkzeug.urls'")
     assert _other_resolution_may_help(today, tests, drift)
     assert not _other_resolution_may_help(today, install, None) and not _other_resolution_may_help(today, tests, silent)
+
+
+def test_a_patch_from_history_that_clashes_with_the_install_says_which_file():
+    from forager.store import Image, Task
+    from forager.tasks.issues import _with_install_conflict
+
+    image = Image(repo_id=1, changed_tracked={"install": ["src/a.egg-info/SOURCES.txt"], "tests": []})
+    gold = ("diff --git a/src/a.egg-info/SOURCES.txt b/src/a.egg-info/SOURCES.txt\n--- a/src/a.egg-info/SOURCES.txt\n"
+            "+++ b/src/a.egg-info/SOURCES.txt\n@@ -1 +1,2 @@\n src/a/__init__.py\n+src/a/new.py\n")
+    reason = _with_install_conflict("the fix or the test patch does not apply (error: ...)",
+                                    Task(instance_id="x", kind="issue-fix", repo_id=1, gold_patch=gold), image)
+    assert "src/a.egg-info/SOURCES.txt, which the image's install rewrote" in reason
+    untouched = Task(instance_id="y", kind="issue-fix", repo_id=1, gold_patch=gold.replace("egg-info", "dist"))
+    assert _with_install_conflict("does not apply", untouched, image) == "does not apply"
