@@ -127,13 +127,13 @@ class ImageBuilder:
         self.registry = registry.parse_registry(settings.registry) if settings.registry else None
         self._transfers: dict[str, dict] = {}  # env tag -> this job's registry outcome, for its result
 
-    def build(self, ref: RepoRef, on_stage: StageCallback = lambda _s: None) -> BuildResult:
+    def build(self, ref: RepoRef, on_stage: StageCallback = lambda _s: None, *, as_of: str | None = None) -> BuildResult:
         """Build, validate and record one repository. Never raises: every failure becomes a failed result."""
         started = time.monotonic()
         try:
             repo_row = self.store.upsert_repo(repos.normalise_url(ref.url), ref.name)
             row = Image(repo_id=repo_row.id, requested_ref=ref.ref, forager_version=__version__)
-            return self._build_recorded(ref, row, on_stage, started)
+            return self._build_recorded(ref, row, on_stage, started, as_of or self.settings.as_of)
         except Exception as exc:  # noqa: BLE001 - the store itself failed; say so and let other builds go on
             return BuildResult(
                 repo=ref.safe_url, requested_ref=ref.ref, status="failed", category=FailureCategory.build.value,
@@ -141,10 +141,10 @@ class ImageBuilder:
                 seconds=round(time.monotonic() - started, 2),
             )
 
-    def _build_recorded(self, ref: RepoRef, row: Image, on_stage: StageCallback, started: float) -> BuildResult:
+    def _build_recorded(self, ref: RepoRef, row: Image, on_stage: StageCallback, started: float, mode: str) -> BuildResult:
         workdir = Path(tempfile.mkdtemp(prefix=f"{CONTEXT_PREFIX}{os.getpid()}-", dir=self._contexts_dir()))
         try:
-            return self._build(ref, row, workdir, on_stage, started)
+            return self._build(ref, row, workdir, on_stage, started, mode)
         except ForagerError as exc:
             return self._fail(ref, row, exc.category, exc.message, exc.log_tail, started)
         except BuildFailed as exc:
@@ -171,7 +171,9 @@ class ImageBuilder:
                 removed += 1
         return removed
 
-    def _build(self, ref: RepoRef, row: Image, workdir: Path, on_stage: StageCallback, started: float) -> BuildResult:
+    def _build(
+        self, ref: RepoRef, row: Image, workdir: Path, on_stage: StageCallback, started: float, mode: str,
+    ) -> BuildResult:
         on_stage("clone")
         snapshot = repos.fetch(ref, self.settings.cache_dir)
         self.store.upsert_repo(snapshot.url, ref.name, str(snapshot.mirror), snapshot.default_branch)
@@ -180,11 +182,11 @@ class ImageBuilder:
         # and race to record its baseline; the second waits, then finds the first one's image
         key = hashlib.sha256(f"{snapshot.url}@{snapshot.commit}".encode()).hexdigest()[:24]
         with repos.locked(self.settings.cache_dir / "locks" / key):
-            return self._build_commit(ref, row, snapshot, workdir, on_stage, started)
+            return self._build_commit(ref, row, snapshot, workdir, on_stage, started, mode)
 
     def _build_commit(
         self, ref: RepoRef, row: Image, snapshot: repos.RepoSnapshot, workdir: Path, on_stage: StageCallback,
-        started: float,
+        started: float, mode: str,
     ) -> BuildResult:
         context = workdir / "context"
         repos.export_sanitised(snapshot, context / "repo")
@@ -192,7 +194,7 @@ class ImageBuilder:
         on_stage("detect")
         tree = repos.read_tree(context / "repo")
         plugin_files = envspec.plugin_files(tree)
-        chains = [[spec, *runner_fallbacks(spec)] for spec in self._resolutions(ref, tree, snapshot)]
+        chains = [[spec, *runner_fallbacks(spec)] for spec in self._resolutions(ref, tree, snapshot, mode)]
         plans = [[self._plan(spec, snapshot, ref) for spec in chain] for chain in chains]
         existing = [[self.store.find_image(row.repo_id, plan.spec_hash) for plan in chain] for chain in plans]
         for plan, earlier in zip(sum(plans, []), sum(existing, []), strict=True):  # any built and ready is a hit
@@ -250,15 +252,15 @@ class ImageBuilder:
         first_row, failure, _run = first_failure
         return self._fail(ref, first_row, failure.category, failure.message, failure.log_tail, started)
 
-    def _resolutions(self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot) -> list[EnvSpec]:
+    def _resolutions(self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot, mode: str) -> list[EnvSpec]:
         """The resolutions to try, in order, each when the one before failed in a way the next may fix: as of the
         commit's cut-off; as of when a newer Python that runs the commit had settled (old releases may not build
         on it); today's. With --as-of latest: today's first, then the commit's."""
         today = date.today()
-        if self.settings.as_of == as_of.LATEST:
+        if mode == as_of.LATEST:
             day, _ = as_of.cutoff(as_of.COMMIT, snapshot.committed_at, today)
             return [self._detect(ref, tree, None), *([self._detect(ref, tree, day)] if day else [])]
-        day, note = as_of.cutoff(self.settings.as_of, snapshot.committed_at, today)
+        day, note = as_of.cutoff(mode, snapshot.committed_at, today)
         primary = self._detect(ref, tree, day)
         if note:
             primary = primary.model_copy(update={"notes": [*primary.notes, note]})
