@@ -25,7 +25,7 @@ from forager.envspec.fallbacks import runner_fallbacks
 from forager.models import EnvSpec, FailureCategory, ForagerError, RepoRef, RepoTree, SuiteRun, TestStatus
 from forager.store import Image, Store
 from forager.testing.baseline import judge, merge_runs
-from forager.testing.diagnose import no_results_cause
+from forager.testing.diagnose import install_error_line, no_results_cause
 from forager.testing.runner import run_suite
 
 StageCallback = Callable[[str], None]
@@ -81,7 +81,9 @@ def _build_failure(exc: BuildFailed) -> tuple[FailureCategory, str]:
     if exc.timed_out:
         return FailureCategory.timeout, f"build timed out: {_first_line(exc)}"
     if "forager-install" in exc.step:
-        return FailureCategory.install, f"install step failed: {_first_line(exc)}"
+        # why the log's error line: the first line of the exception is the whole command, uv's flags and all
+        cause = install_error_line(exc.log_tail) or _first_line(exc)
+        return FailureCategory.install, f"install step failed: {cause}"
     return FailureCategory.build, f"docker build failed: {_first_line(exc)}"
 
 

@@ -16,11 +16,16 @@ GRACE = timedelta(days=14)
 # Releases made before an interpreter existed rarely build on it (C extensions): when the commit's Python
 # has no base here and a newer one runs it, its dependencies are taken as of that Python's first months.
 INTERPRETER_SETTLING = timedelta(days=75)
-# Packages exempt from the cut-off: the installers themselves and build backends. An old backend may not
-# build the project the way forager installs it (PEP 660 editables), and its age is not what the code needs.
+# Packages exempt from the cut-off: the installers themselves, build backends and what the backends import.
+# An old backend may not build the project the way forager installs it (PEP 660 editables), its age is not
+# what the code needs, and today's setuptools beside 2021's packaging fails (canonicalize_version() got an
+# unexpected keyword, seen on tenacity 8.0.1). Exempt from the date, not from version constraints: old
+# pytest still gets the pluggy it asks for.
 EXEMPT = (
     "pip", "uv", "setuptools", "wheel", "setuptools-scm", "hatchling", "hatch-vcs", "hatch-fancy-pypi-readme",
     "flit-core", "poetry-core", "pdm-backend", "pdm-pep517", "scikit-build-core", "meson-python", "maturin",
+    "packaging", "pyparsing", "tomli", "trove-classifiers", "pathspec", "pluggy", "editables", "typing-extensions",
+    "importlib-metadata", "zipp", "pyproject-metadata", "setuptools-rust", "semantic-version",
 )
 LATEST, COMMIT = "latest", "commit"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")

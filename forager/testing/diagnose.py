@@ -52,3 +52,19 @@ def no_results_cause(log: str) -> NoResultsCause | None:
                     cause = f"plugin {plugin}: {cause}"
                 return NoResultsCause(line=(cause + where)[:_MAX], newer_dependency=bool(_REMOVED_NAME.search(cause)))
     return None
+
+
+_NOISE = ("Removing intermediate container", "hint:", "---> ", "note: This error originates",
+          "[end of output]", "Step ", "The command '")
+_ERRORISH = re.compile(r"(?i)(error\b|\b(failed|cannot|could not|no solution|unsatisfiable)\b)")
+
+
+def install_error_line(log_tail: str) -> str | None:
+    """The line of a failed install's output that says what went wrong (pure): the last one that reads like an
+    error, past Docker's own lines; None when there is none."""
+    lines = [line.strip().lstrip("×").strip() for line in log_tail.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_NOISE) and not line.startswith("\x1b")]
+    for line in reversed(lines):
+        if _ERRORISH.search(line):
+            return re.sub(r"\x1b\[[0-9;]*m", "", line)[:_MAX]
+    return None

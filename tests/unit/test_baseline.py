@@ -74,3 +74,20 @@ def test_a_run_whose_log_names_no_cause_says_so():
     assert no_results_cause("collected 0 items\n") is None
     runs = [SuiteRun(exit_code=3, log_tail="")]
     assert "names no cause" in judge(runs, merge_runs(runs))[1]
+
+
+def test_a_failed_install_is_named_by_its_error_line_not_its_command():
+    from forager.testing.diagnose import install_error_line
+
+    log = """Step 9/14 : RUN : forager-install && timeout 1200 uv pip install --no-cache --exclude-newer 2021-08-01 -e .
+ ---> Running in 1deff36bada5
+      × Failed to build `tenacity @ file:///testbed`
+      ├─▶ The build backend returned an error
+      ╰─▶ Call to `setuptools.build_meta.build_editable` failed (exit status: 1)
+          TypeError: canonicalize_version() got an unexpected keyword argument 'strip_trailing_zero'
+      hint: This usually indicates a problem with the package or the build environment.
+Removing intermediate container 1deff36bada5
+"""
+    line = install_error_line(log)
+    assert line == "TypeError: canonicalize_version() got an unexpected keyword argument 'strip_trailing_zero'"
+    assert install_error_line("Step 1/2 : FROM x\nRemoving intermediate container 1\n") is None
