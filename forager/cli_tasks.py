@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -192,18 +193,32 @@ def import_(
         raise typer.Exit(1)
 
 
+def _since(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise die(f"--since {text!r}: expected a day as YYYY-MM-DD, e.g. 2023-01-01") from None
+
+
 @app.command()
 def mine(
     repo: Annotated[list[str], typer.Option("--repo", help="git URL or local path, optionally @ref to start from; repeatable")] = [],  # noqa: B006
     max_commits: Annotated[int, typer.Option("--max-commits", min=1, help="first-parent commits scanned, newest first")] = 100,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="fix commits validated at most per repository")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="only commits committed on or after this day (YYYY-MM-DD)")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="commits validated at once")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Find fix commits (source and tests changed; new tests fail on the parent, pass on the commit) as issue-fix tasks."""
+    """Find fix commits (source and tests changed; new tests fail on the parent, pass on the commit) as issue-fix tasks.
+
+    A rerun skips the commits whose task is stored with a verdict (valid, or invalid for a reason of its own).
+    """
     from forager.tasks.issues import TaskValidator
 
+    day = _since(since)
     refs = read_refs(repo, None)
     settings, store, engine, builder = _workers(db, jobs)
     validator = TaskValidator(settings, store, engine, builder)
@@ -212,23 +227,34 @@ def mine(
         for ref in refs:
             row = progress.add_task(ref.name, total=None, stage="queued")
             try:
-                report = validator.mine(ref, max_commits=max_commits, limit=limit, jobs=settings.jobs,
+                report = validator.mine(ref, max_commits=max_commits, limit=limit, jobs=settings.jobs, since=day,
                                         on_stage=lambda s, row=row: progress.update(row, stage=s))
             except ForagerError as exc:
                 progress.update(row, total=1, completed=1, stage=f"[red]{exc.category}")
                 raise die(exc.message, code=1) from None
             reports.append(report)
             verdicts.extend(report.tasks)
-            valid = sum(v.valid for v in report.tasks)
             progress.update(row, total=1, completed=1,
-                            stage=f"{report.commits_scanned} scanned, {report.fix_candidates} fix-shaped, {valid} valid")
+                            stage=f"{report.commits_scanned} scanned, {report.fix_candidates} fix-shaped, {report.valid} valid")
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in reports], indent=2))
         return
     for r in reports:
-        err.print(f"{r.repo}: {r.commits_scanned} commit(s) with a parent scanned, {r.fix_candidates} change source and tests")
+        err.print(f"{r.repo}: {r.commits_scanned} commit(s) with a parent scanned"
+                  f"{f' since {r.since}' if r.since else ''}, {r.fix_candidates} change source and tests; "
+                  f"{r.validated} validated, {r.reused} reused from the store, {r.valid} valid, "
+                  f"{r.lost_to_builds} lost to failed builds", highlight=False, soft_wrap=True)
     # why: most fix-shaped commits are not verifiable fixes; an invalid one is a finding, not an error
     _print_verdicts("tasks mine", verdicts, False, invalid_fails=False)
+
+
+def _image_worlds(store, rows, image_world) -> dict:
+    """image id -> the cut-off and Python its tasks were validated with (from the image; None for none)."""
+    worlds: dict = {None: image_world(None)}
+    for t, _r in rows:
+        if t.image_id not in worlds:
+            worlds[t.image_id] = image_world(store.image(t.image_id))
+    return worlds
 
 
 @app.command("list")
@@ -240,11 +266,15 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """List tasks in the store."""
+    from forager.tasks.catalog import image_world
+
     settings = settings_for(db=db)
-    rows = store_for(settings).tasks(repo_name=repo, kind=kind, valid=None if include_invalid else True)
+    store = store_for(settings)
+    rows = store.tasks(repo_name=repo, kind=kind, valid=None if include_invalid else True)
     if as_json:
+        worlds = _image_worlds(store, rows, image_world)
         print(json.dumps([{**t.model_dump(mode="json", exclude={"bug_patch", "gold_patch", "test_patch", "validation"}),
-                           "repo": r.url} for t, r in rows], indent=2))
+                           "repo": r.url, **worlds[t.image_id]} for t, r in rows], indent=2))
         return
     table = Table(title=f"tasks in {settings.db}")
     for column in ("id", "instance", "kind", "family", "where", "F2P", "P2P", "valid"):
@@ -265,13 +295,13 @@ def write(
     db: DbOption = None,
 ) -> None:
     """Write tasks as JSONL (SWE-bench fields plus forager's), to share them without the database."""
-    from forager.tasks.catalog import to_record
+    from forager.tasks.catalog import image_world, to_record
     from forager.tasks.records import write_records
 
     settings = settings_for(db=db)
     store = store_for(settings)
     rows = store.tasks(repo_name=repo, kind=kind, valid=None if include_invalid else True)
-    tags = {}
+    tags, worlds = {}, _image_worlds(store, rows, image_world)
     for t, _r in rows:
         if t.image_id is not None and t.image_id not in tags:
             image = store.image(t.image_id)
@@ -279,7 +309,7 @@ def write(
     records = []
     for t, r in rows:
         try:
-            records.append(to_record(t, r, tags.get(t.image_id)))
+            records.append(to_record(t, r, tags.get(t.image_id), **worlds[t.image_id]))
         except ValueError as exc:  # e.g. an invalid task whose gold patch is empty: say so, write the others
             err.print(f"[yellow]left out:[/yellow] {t.instance_id}: {str(exc).splitlines()[0]}", highlight=False)
     try:

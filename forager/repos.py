@@ -10,7 +10,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import git
@@ -240,12 +240,21 @@ class CommitInfo(BaseModel):
     files: list[str]
 
 
-def first_parent_history(mirror: Path, commit: str, max_commits: int) -> list[CommitInfo]:
-    """Up to `max_commits` commits reachable from `commit` by first parents, newest first; merges and roots left out."""
+def first_parent_history(
+    mirror: Path, commit: str, max_commits: int, since: date | None = None,
+) -> list[CommitInfo]:
+    """Up to `max_commits` commits reachable from `commit` by first parents, newest first; the root left out.
+
+    A merge is taken against its first parent: its change is what the merged branch brought to the line (a
+    pull request merged with a merge commit). With `since`, only commits committed on or after that day (the committer date's own calendar day) are kept;
+    the `max_commits` walked still count the ones left out.
+    """
     repo = git.Repo(mirror)
     history = []
     for item in repo.iter_commits(commit, first_parent=True, max_count=max_commits):
-        if len(item.parents) != 1:
+        if not item.parents:
+            continue
+        if since is not None and item.committed_datetime.date() < since:
             continue
         parent = item.parents[0]
         files = [path for path in repo.git.diff("--name-only", "--no-renames", parent.hexsha, item.hexsha).splitlines() if path]

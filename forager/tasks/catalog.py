@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from forager.store import Repo, Task
+from forager.store import Image, Repo, Task
 from forager.tasks.records import MutationInfo, TaskKind, TaskRecord
 
 
-def to_record(task: Task, repo: Repo, image_tag: str | None = None) -> TaskRecord:
+def image_world(image: Image | None) -> dict[str, str | None]:
+    """The cut-off (`as_of`: dependencies released before it) and the Python of the image a task was validated in."""
+    if image is None:
+        return {"as_of": None, "python": None}
+    return {"as_of": (image.spec or {}).get("as_of"), "python": image.python_version}
+
+
+def to_record(
+    task: Task, repo: Repo, image_tag: str | None = None, *, as_of: str | None = None, python: str | None = None,
+) -> TaskRecord:
     """The task as one shareable line. `patch` is the gold patch: relative to base_commit for issue-fix,
-    and to base_commit with `bug_patch` applied for mutate-fix."""
+    and to base_commit with `bug_patch` applied for mutate-fix. `as_of` and `python` come from its image
+    (`image_world`)."""
     mutation = None
     if task.kind == TaskKind.mutate_fix and task.family:
         mutation = MutationInfo(family=task.family, path=task.path or "?", symbol=task.symbol or "?",
@@ -20,7 +30,7 @@ def to_record(task: Task, repo: Repo, image_tag: str | None = None) -> TaskRecor
         environment_setup_commit=task.environment_setup_commit, created_at=task.instance_created_at,
         hints_text=task.hints_text, kind=TaskKind(task.kind), bug_patch=task.bug_patch, repo_url=repo.url,
         mutation=mutation, valid=task.valid, invalid_reason=task.invalid_reason, image_tag=image_tag,
-        forager_version=task.forager_version,
+        forager_version=task.forager_version, as_of=as_of, python=python,
     )
 
 

@@ -104,6 +104,10 @@ class TaskRecord(BaseModel):
     invalid_reason: str | None = None
     image_tag: str | None = None
     forager_version: str | None = None
+    # the world the task was validated in, from its image: dependencies as of this day (None: today's
+    # releases) and this Python; optional, so task files written before them still load
+    as_of: str | None = None
+    python: str | None = None
 
     @field_validator("instance_id")
     @classmethod

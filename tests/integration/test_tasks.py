@@ -128,7 +128,9 @@ def test_mined_release_commits_are_valid_issue_fix_tasks(env, mined):
     assert all(v.valid for v in report.tasks), report
     for verdict in report.tasks:
         task = store.task(verdict.instance_id)
-        assert task.kind == "issue-fix" and task.problem_statement.startswith("Release ")
+        # the statement reports what fails; the commit message ("Release 5.4.0") is a hint, not the statement
+        assert task.kind == "issue-fix" and task.hints_text.startswith("Release ")
+        assert "Release " not in task.problem_statement and "fail" in task.problem_statement
         assert all(path.startswith("tests/") for path in changed_files(task.test_patch))
         assert not any(path.startswith("tests/") for path in changed_files(task.gold_patch))
         assert set(task.validation["before"].values()) <= {"failed", "error", "missing"}

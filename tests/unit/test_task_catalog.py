@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from forager.store import Repo, Task
-from forager.tasks.catalog import task_from_record, to_record
+from forager.store import Image, Repo, Task
+from forager.tasks.catalog import image_world, task_from_record, to_record
 from forager.tasks.records import (
     MutationInfo,
     TaskKind,
@@ -280,3 +280,22 @@ def test_mutate_fix_without_bug_patch_is_rejected(repo: Repo):
     task.bug_patch = ""
     with pytest.raises(ValueError, match="bug_patch"):
         to_record(task, repo)
+
+
+def test_the_image_gives_a_record_its_cut_off_and_python(repo: Repo):
+    image = Image(id=3, repo_id=7, spec={"as_of": "2023-10-01", "resolver": "uv"}, python_version="3.9")
+    world = image_world(image)
+    assert world == {"as_of": "2023-10-01", "python": "3.9"}
+    record = to_record(issue_task(), repo, "forager/ledger:abc", **world)
+    assert (record.as_of, record.python, record.image_tag) == ("2023-10-01", "3.9", "forager/ledger:abc")
+    # an image of today's releases has no cut-off; a task without an image has neither
+    assert image_world(Image(repo_id=7, spec={"resolver": "uv"}, python_version="3.11")) == {"as_of": None, "python": "3.11"}
+    assert image_world(None) == {"as_of": None, "python": None}
+    assert (to_record(issue_task(), repo).as_of, to_record(issue_task(), repo).python) == (None, None)
+
+
+def test_a_record_of_a_mined_task_keeps_the_commit_message_as_hints(repo: Repo):
+    task = issue_task()
+    task.hints_text = "Preserve defaults through the decorator (#406)\n\nCo-authored-by: someone"
+    back = task_from_record(to_record(task, repo, as_of="2023-10-01", python="3.11"), repo_id=7, source="import x")
+    assert back.hints_text == task.hints_text

@@ -337,3 +337,25 @@ def test_empty_file_has_no_records(tmp_path):
     path = tmp_path / "tasks.jsonl"
     path.write_text("\n \n")
     assert read_records(path) == []
+
+
+# --- the world a task was validated in (as_of, python) -------------------------------------
+
+
+def test_as_of_and_python_round_trip_and_default_to_none(tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    write_records(path, [record(as_of="2023-10-01", python="3.11"), record(instance_id="money-2")])
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert (lines[0]["as_of"], lines[0]["python"]) == ("2023-10-01", "3.11")
+    assert (lines[1]["as_of"], lines[1]["python"]) == (None, None)
+    assert [(r.record.as_of, r.record.python) for r in read_records(path)] == [("2023-10-01", "3.11"), (None, None)]
+
+
+def test_files_written_before_as_of_and_python_still_load(tmp_path):
+    old = record().model_dump(mode="json")
+    del old["as_of"], old["python"]
+    path = tmp_path / "old.jsonl"
+    write_lines(path, json.dumps(old), json.dumps(SWE_BENCH_INSTANCE))
+    reads = read_records(path)
+    assert [read.error for read in reads] == [None, None]
+    assert all(read.record.as_of is None and read.record.python is None for read in reads)
