@@ -54,7 +54,8 @@ def cutoff(mode: str, committed_at: datetime | None, today: date) -> tuple[date 
     if mode == LATEST:
         return None, None
     if mode != COMMIT:
-        return date.fromisoformat(mode), None
+        day = date.fromisoformat(mode)
+        return (day, None) if day < today else (None, None)  # today or later: today's releases
     if committed_at is None:
         return None, "the commit's date is unknown: dependencies as of today"
     first_of_next = _first_of_next_month((committed_at + GRACE).date())

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from forager import __version__, repos
 from forager.build.engine import Engine
 from forager.build.pipeline import ImageBuilder
+from forager.envspec import as_of
 from forager.config import Settings
 from forager.models import MISSING, EnvSpec, ForagerError, RepoRef, SuiteRun
 from forager.store import Image, Store, Task
@@ -225,7 +226,7 @@ class TaskValidator:
 
     def _judge(self, ref: RepoRef, task: Task, on_stage: StageCallback, describe: Describe | None = None) -> None:
         on_stage("image")
-        built = self.builder.build(ref, on_stage)
+        built = self.builder.build(ref, on_stage, as_of=_instance_cutoff(task, self.settings.as_of))
         if built.status != "ready" or built.image_id is None:
             task.valid, task.invalid_reason = False, f"no image at {ref.ref[:12]}: {built.category}: {built.message}"
             return
@@ -380,6 +381,22 @@ def _judge_runs(
             verdict.valid, verdict.reason = False, f"run {index} of each state disagrees: {again.reason}"
             break
     return verdict
+
+
+def _instance_cutoff(task: Task, mode: str) -> str | None:
+    """An imported instance's `created_at` (the day its issue was filed) is its world's cut-off when the
+    build resolves as of the commit; mined tasks keep their commit's own date (pure)."""
+    created = (task.instance_created_at or "")[:10]
+    if mode != as_of.COMMIT or mined(task) or not created:
+        return None
+    try:
+        return as_of.parse_as_of(created)
+    except as_of.AsOfError:
+        return None  # an unreadable created_at: the commit's date stands
+
+
+def mined(task: Task) -> bool:
+    return task.source.startswith("mine ")
 
 
 def _with_install_conflict(reason: str | None, task: Task, image: Image) -> str | None:

@@ -116,3 +116,16 @@ def test_a_patch_from_history_that_clashes_with_the_install_says_which_file():
     assert "src/a.egg-info/SOURCES.txt, which the image's install rewrote" in reason
     untouched = Task(instance_id="y", kind="issue-fix", repo_id=1, gold_patch=gold.replace("egg-info", "dist"))
     assert _with_install_conflict("does not apply", untouched, image) == "does not apply"
+
+
+def test_an_imported_instance_is_built_as_of_its_created_at():
+    from forager.store import Task
+    from forager.tasks.issues import _instance_cutoff
+
+    imported = Task(instance_id="a__1", kind="issue-fix", repo_id=1, source="import swe.jsonl",
+                    instance_created_at="2021-03-04T12:00:00Z")
+    assert _instance_cutoff(imported, "commit") == "2021-03-04"
+    assert _instance_cutoff(imported, "latest") is None and _instance_cutoff(imported, "2020-01-01") is None
+    mined = imported.model_copy(update={"source": "mine abc"})
+    assert _instance_cutoff(mined, "commit") is None
+    assert _instance_cutoff(imported.model_copy(update={"instance_created_at": "soon"}), "commit") is None
