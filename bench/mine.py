@@ -34,6 +34,8 @@ from forager.store import Store
 from forager.tasks.evaluate import evaluate_in_image
 from forager.tasks.issues import NO_IMAGE, TaskValidator
 
+from corpus import clone_bundle  # bench/corpus.py, beside this script
+
 CORPUS = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpus"
 DEFAULT_REPOS = "itsdangerous,markupsafe,tenacity:old,pluggy:old"
 
@@ -47,11 +49,7 @@ def clone(name: str, workdir: Path) -> Path:
     bundle = CORPUS / f"{name}.bundle"
     if not bundle.is_file():
         raise SystemExit(f"no bundle {bundle}: the corpus is at ../shared/corpus relative to the repository root")
-    dest = workdir / "repos" / name
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "clone", "--quiet", str(bundle), str(dest)], check=True)
-    return dest
+    return clone_bundle(bundle, workdir / "repos" / name)
 
 
 def git(repo: Path, *args: str) -> str:

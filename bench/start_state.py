@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,30 +38,10 @@ from forager.repos import normalise_url
 from forager.sdist_repos import SdistError, repo_from_sdist
 from forager.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus"
+from corpus import DEFAULT_CORPUS, clone_bundle, inside, one_line  # bench/corpus.py, beside this script
+
 SDIST_CACHE = Path.home() / ".cache" / "forager-tests" / "sdists"
 IMAGE_PREFIX = "forager-bench"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = (text or "").strip()
-    return text.splitlines()[0][:limit] if text else ""
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path.resolve().is_relative_to(folder.resolve())
-
-
-def clone_bundle(bundle: Path, dest: Path) -> Path:
-    """A clone of the bundle at `dest` (reused when it is there); its HEAD is the bundle's default branch."""
-    if (dest / ".git").is_dir():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["git", "clone", "--quiet", str(bundle), str(dest)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"git clone {bundle.name} failed: {_one_line(done.stderr)}")
-    return dest
 
 
 def count(store: Store, labels: dict[str, str] | None = None) -> dict:
@@ -108,7 +87,7 @@ def count(store: Store, labels: dict[str, str] | None = None) -> dict:
             "count": len(failed),
             "by_category": dict(Counter(image.failure_category or image.status for image, _ in failed)),
             "images": [{"repo": name(repo), "category": image.failure_category or image.status,
-                        "message": _one_line(image.failure_message or "")} for image, repo in failed],
+                        "message": one_line(image.failure_message or "")} for image, repo in failed],
         },
     }
 
@@ -148,7 +127,7 @@ def main() -> None:
                     if line.strip() and not line.lstrip().startswith("#")]
     if args.limit is not None:
         sources = sources[:args.limit]
-    if args.workdir is not None and corpus is not None and _inside(args.workdir, corpus.parent):
+    if args.workdir is not None and corpus is not None and inside(args.workdir, corpus.parent):
         parser.error(f"--workdir {args.workdir} is inside {corpus.parent}; clones go elsewhere, never into the corpus")
     pythons = args.python or ["3.11"]
 
@@ -174,7 +153,7 @@ def main() -> None:
                 else:
                     repo = repo_from_sdist(label, work / "sdists" / label.split("==")[0], SDIST_CACHE)
             except (RuntimeError, SdistError) as exc:
-                row = {"repo": label, "status": "failed", "category": "clone", "message": _one_line(str(exc))}
+                row = {"repo": label, "status": "failed", "category": "clone", "message": one_line(str(exc))}
                 outside_store.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 return row
@@ -183,7 +162,7 @@ def main() -> None:
             row = {"repo": label, **result.model_dump(include={"status", "category", "commit", "passed", "seconds"})}
             row["commit"] = (row["commit"] or "")[:12]
             if result.status != "ready":
-                row["message"] = _one_line(result.message.replace(str(repo), label))
+                row["message"] = one_line(result.message.replace(str(repo), label))
             elif result.image_id is not None and (image := store.image(result.image_id)) is not None:
                 row["install_changed"] = (image.changed_tracked or {}).get("install")
                 row["tests_changed"] = (image.changed_tracked or {}).get("tests")
