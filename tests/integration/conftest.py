@@ -53,8 +53,10 @@ def remove_test_images(engine):
     """Images built by the tests carry their session's prefix and are removed afterwards (disks fill up), with
     those of sessions that died before they could remove theirs."""
     yield
-    for image in engine.client.images.list():
-        for tag in image.tags:
+    # why the low-level list: images.list() inspects each image, and one removed meanwhile (by another
+    # session, or a prune) is a 404 that would fail the session at its very end
+    for image in engine.client.api.images():
+        for tag in image.get("RepoTags") or []:
             session = _SESSION_PREFIX.match(tag)
             if session and (session.group(1) == str(os.getpid()) or not pid_alive(session.group(1))):
                 engine.remove_image(tag)
