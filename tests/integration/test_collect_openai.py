@@ -42,8 +42,8 @@ def env(tmp_path_factory, engine):
     settings, store, _builder, _repo, tasks = example_tasks(tmp_path_factory.mktemp("collect-openai-env"), engine,
                                                             mutate=1, mine=False, image_prefix=IMAGE_PREFIX)
     yield settings, store, engine, tasks
-    for image in engine.client.images.list():
-        for tag in image.tags:
+    for image in engine.client.api.images():  # (no per-image inspect: see conftest's remove_test_images)
+        for tag in image.get("RepoTags") or []:
             if tag.startswith(IMAGE_PREFIX + "/"):
                 engine.remove_image(tag)
 
