@@ -328,9 +328,7 @@ class Collector:
                 outcome.exit_reason = ExitReason.env_error
                 outcome.error = f"grading failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             else:
-                if machinery_failed(grade, outcome.patch_from_file):
-                    outcome.exit_reason = ExitReason.env_error
-                    outcome.error = f"grading: forager's diff of the repository does not apply ({grade.error})"
+                outcome.exit_reason, outcome.error = graded_exit(grade, outcome.patch_from_file, outcome.error)
         self._finish(episode, outcome, grade, started, start_seconds=start_seconds)
 
     def _finish(self, episode: Episode, outcome: EpisodeOutcome, grade, started: float, *, start_seconds: float) -> None:
@@ -350,10 +348,12 @@ class Collector:
         self.on_event(episode.id, f"done: {mark}")
 
 
-def machinery_failed(grade: Grade, patch_from_file: bool) -> bool:
-    """A diff forager computed itself that does not apply is forager's failure, not the agent's (pure).
-    A patch the agent handed over as a file that does not apply stays the agent's failure."""
-    return not grade.applied and not patch_from_file
+def graded_exit(grade: Grade, patch_from_file: bool, error: str | None = None) -> tuple[ExitReason, str | None]:
+    """How a submitted episode ends once graded (pure): a diff forager computed itself that does not apply is
+    forager's failure (env_error), not the agent's; a patch the agent handed over as a file stays the agent's."""
+    if not grade.applied and not patch_from_file:
+        return ExitReason.env_error, f"grading: forager's diff of the repository does not apply ({grade.error})"
+    return ExitReason.submitted, error
 
 
 def episode_reward(exit_reason: ExitReason, resolved: bool, fail_reward: float) -> float | None:

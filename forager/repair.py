@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from forager.agent.loop import ExitReason
 from forager.build.engine import Engine
 from forager.build.pipeline import ImageBuilder
-from forager.collect import episode_reward, machinery_failed
+from forager.collect import episode_reward, graded_exit
 from forager.config import Settings
 from forager.store import Episode, Store
 from forager.tasks.evaluate import APPLY_FAILED, evaluate_in_image
@@ -77,14 +77,16 @@ def repair(
         on_item(item)
     if run_id is None:
         builder = ImageBuilder(settings, store, engine)
+        synthesizer = MutateFixSynthesizer(settings, store, engine, builder)
+        validator = TaskValidator(settings, store, engine, builder)
         for task, repo in stale_tasks(store):
             report.tasks += 1
             item = Repaired(kind="task", id=task.instance_id, before=task.invalid_reason or "", after="", fixed=False)
             if not dry_run:
                 if task.kind == TaskKind.mutate_fix.value:
-                    task = MutateFixSynthesizer(settings, store, engine, builder).revalidate(task)
+                    task = synthesizer.revalidate(task)
                 else:
-                    TaskValidator(settings, store, engine, builder).revalidate(task, repo.url)
+                    validator.revalidate(task, repo.url)
                     task = store.task(task.instance_id)
                 item.fixed, item.after = task.valid, "valid" if task.valid else f"invalid: {task.invalid_reason}"
                 report.tasks_valid += task.valid
@@ -101,10 +103,7 @@ def _regrade(settings: Settings, store: Store, engine: Engine, episode: Episode,
         item.after = "not regraded: the task's image is gone (rebuild it with `forager build-images`)"
         return item
     grade = evaluate_in_image(engine, settings, image, task, episode.patch)
-    exit_reason = ExitReason.submitted
-    error = None
-    if machinery_failed(grade, submitted_from_file(store, episode)):
-        exit_reason, error = ExitReason.env_error, f"grading: forager's diff of the repository does not apply ({grade.error})"
+    exit_reason, error = graded_exit(grade, submitted_from_file(store, episode))
     reward = episode_reward(exit_reason, grade.resolved, fail_reward)
     store.regrade_episode(
         episode.id, last_step_reward=reward, grade=grade.model_dump(mode="json"), resolved=grade.resolved,

@@ -7,7 +7,7 @@ import pytest
 
 from forager.agent.loop import ExitReason
 from forager.build.pipeline import changed_tracked
-from forager.collect import episode_reward, machinery_failed
+from forager.collect import episode_reward, graded_exit
 from forager.envspec import plugin_files
 from forager.models import EnvSpec, RepoTree, SuiteRun
 from forager.repos import CHANGED_PREFIX, changed_in_check
@@ -63,7 +63,9 @@ def test_the_report_read_is_pytest_s_own_copy_and_a_changed_one_is_noticed():
 
 @pytest.mark.parametrize("applied, from_file, ours", [(False, False, True), (False, True, False), (True, False, False)])
 def test_a_diff_forager_made_that_does_not_apply_is_forager_s_failure(applied, from_file, ours):
-    assert machinery_failed(Grade(applied=applied), from_file) is ours
+    reason, error = graded_exit(Grade(applied=applied, error="patch does not apply: x"), from_file)
+    assert (reason == ExitReason.env_error) is ours
+    assert (error is not None and "forager's diff" in error) is ours
 
 
 def test_no_reward_when_the_environment_failed():
