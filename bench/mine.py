@@ -5,8 +5,11 @@ first-parent history: the last --recent-commits commits of the default branch, o
 as NAME:old, the --old-commits commits ending at the newest commit before --before. Then the oracle grades
 every valid task's gold patch in a fresh container (`evaluate_in_image`). Reported per repository and in
 total: commits scanned, fix-shaped candidates, validated and reused, valid tasks, tasks per 100 commits,
-seconds per valid task, share of images reused, disk added (new images' sizes), share of candidates lost to
-failed builds, and oracle resolved/valid.
+seconds per valid task, share of images reused, the dependency layers the images used (an image's first
+`forager-install` layer: commits whose requirements and cut-off agree share one), disk added (the layers of
+the new images that no image had before the repository's run, each counted once: Docker's classic builder
+names every layer in an image's history), share of candidates lost to failed builds, and oracle
+resolved/valid.
 
 Resumable: run it again with the same --workdir (and --store) and every commit whose verdict is stored is
 reused, not validated again. Prints JSON on stdout, progress on stderr. Needs a Docker engine and the base
@@ -56,6 +59,26 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def layer_sizes(engine: Engine, image_ids: list[str]) -> dict[str, int]:
+    """Every layer of these images (history entry id -> bytes), each once."""
+    layers: dict[str, int] = {}
+    for image_id in image_ids:
+        try:
+            history = engine.client.api.history(image_id)
+        except Exception:  # noqa: BLE001 - an image removed meanwhile (another run's prune) has no layers to count
+            continue
+        layers.update({entry["Id"]: entry["Size"] for entry in history if entry["Id"] != "<missing>"})
+    return layers
+
+
+def dependency_layer(engine: Engine, image_id: str) -> str | None:
+    """The id of the image's dependency layer (the RUN marked `forager-install`), shared by equal requirements."""
+    for entry in reversed(engine.client.api.history(image_id)):  # oldest first: the project's install is later
+        if "forager-install" in (entry.get("CreatedBy") or ""):
+            return entry["Id"]
+    return None
+
+
 def mine_one(settings: Settings, engine: Engine, spec: str, args: argparse.Namespace) -> dict:
     name, _, era = spec.partition(":")
     repo = clone(name, args.workdir)
@@ -65,6 +88,7 @@ def mine_one(settings: Settings, engine: Engine, spec: str, args: argparse.Names
     store = Store(settings.db)
     builder = ImageBuilder(settings, store, engine)
     images_before = {image.id for image, _repo in store.images()}
+    layers_before = layer_sizes(engine, [row["Id"] for row in engine.client.api.images()])
     started = time.monotonic()
     last = [""]
 
@@ -80,6 +104,9 @@ def mine_one(settings: Settings, engine: Engine, spec: str, args: argparse.Names
     images_after = {image.id: image for image, _repo in store.images()}
     new_images = [images_after[i] for i in images_after if i not in images_before]
     used = [v.image_id for v in report.tasks if v.image_id is not None]
+    new_layers = layer_sizes(engine, [image.image_id for image in new_images if image.image_id])
+    dependency_layers = {dependency_layer(engine, images_after[i].image_id) for i in set(used)
+                         if images_after.get(i) is not None and images_after[i].image_id}
     tried = len(report.tasks)
 
     log(f"{name}: oracle on {report.valid} valid task(s)")
@@ -116,7 +143,9 @@ def mine_one(settings: Settings, engine: Engine, spec: str, args: argparse.Names
         "images_used": len(used),
         "images_reused": sum(i in images_before for i in used),
         "images_reused_share": round(sum(i in images_before for i in used) / len(used), 3) if used else None,
-        "disk_added_bytes": sum(image.size_bytes or 0 for image in new_images),
+        "dependency_layers": len(dependency_layers - {None}),
+        "disk_added_bytes": sum(size for layer, size in new_layers.items() if layer not in layers_before),
+        "image_sizes_bytes": sum(image.size_bytes or 0 for image in new_images),
         "lost_to_builds": report.lost_to_builds,
         "lost_to_builds_share": round(report.lost_to_builds / tried, 3) if tried else None,
         "invalid_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
@@ -128,7 +157,7 @@ def mine_one(settings: Settings, engine: Engine, spec: str, args: argparse.Names
 
 def totals(rows: list[dict]) -> dict:
     keys = ("commits_scanned", "candidates", "validated", "reused", "valid", "images_used", "images_reused",
-            "disk_added_bytes", "lost_to_builds", "oracle_resolved")
+            "dependency_layers", "disk_added_bytes", "image_sizes_bytes", "lost_to_builds", "oracle_resolved")
     total = {key: sum(row[key] for row in rows) for key in keys}
     seconds = sum(row["mine_seconds"] for row in rows)
     tried = total["validated"] + total["reused"]
@@ -154,7 +183,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/forager-bench-mine"),
                         help="clones, cache and (by default) the store; reuse it to resume")
     parser.add_argument("--store", default=None, help="store URL (default: sqlite in --workdir); reuse it to resume")
-    parser.add_argument("--python-versions", default="3.11,3.9", help="Python versions with a base image here")
+    parser.add_argument("--python-versions", default="3.9,3.11,3.13", help="Python versions with a base image here")
     args = parser.parse_args()
     date.fromisoformat(args.before)
     args.workdir = args.workdir.resolve()
