@@ -32,6 +32,9 @@ app = typer.Typer(help="Make verifiable tasks in images: mutate-fix (synthetic b
 
 KindOption = Annotated[str | None, typer.Option("--kind", help="mutate-fix or issue-fix")]
 RepoFilter = Annotated[str | None, typer.Option("--repo", help="only tasks of this repository (name or URL)")]
+LlmOption = Annotated[str | None, typer.Option(
+    "--llm", help="OpenAI-compatible server (its /v1 address) whose model rewrites mined statements as issues")]
+ModelOption = Annotated[str | None, typer.Option("--model", help="the served model's name (with --llm)")]
 
 
 def _workers(db, jobs):
@@ -209,17 +212,21 @@ def mine(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="fix commits validated at most per repository")] = None,
     since: Annotated[str | None, typer.Option("--since", help="only commits committed on or after this day (YYYY-MM-DD)")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="commits validated at once")] = None,
+    llm: LlmOption = None,
+    model: ModelOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Find fix commits (source and tests changed; new tests fail on the parent, pass on the commit) as issue-fix tasks.
 
     A rerun skips the commits whose task is stored with a verdict (valid, or invalid for a reason of its own).
+    With --llm and --model, each new valid task's statement is rewritten as an issue (see `tasks restate`).
     """
     from forager.tasks.issues import TaskValidator
 
     day = _since(since)
     refs = read_refs(repo, None)
+    restater = _restater(llm, model)
     settings, store, engine, builder = _workers(db, jobs)
     validator = TaskValidator(settings, store, engine, builder)
     verdicts, reports = [], []
@@ -228,7 +235,7 @@ def mine(
             row = progress.add_task(ref.name, total=None, stage="queued")
             try:
                 report = validator.mine(ref, max_commits=max_commits, limit=limit, jobs=settings.jobs, since=day,
-                                        on_stage=lambda s, row=row: progress.update(row, stage=s))
+                                        on_stage=lambda s, row=row: progress.update(row, stage=s), restater=restater)
             except ForagerError as exc:
                 progress.update(row, total=1, completed=1, stage=f"[red]{exc.category}")
                 raise die(exc.message, code=1) from None
@@ -246,6 +253,66 @@ def mine(
                   f"{r.lost_to_builds} lost to failed builds", highlight=False, soft_wrap=True)
     # why: most fix-shaped commits are not verifiable fixes; an invalid one is a finding, not an error
     _print_verdicts("tasks mine", verdicts, False, invalid_fails=False)
+
+
+def _restater(llm: str | None, model: str | None):
+    """The served model that rewrites statements, checked before any work; None without --llm."""
+    if llm is None and model is None:
+        return None
+    if not llm or not model:
+        raise die("--llm and --model go together: the server's /v1 address and the model it serves")
+    from forager.tasks.restate import Restater
+
+    restater = Restater(llm, model)
+    problem = restater.problem()
+    if problem:
+        raise die(problem)
+    return restater
+
+
+@app.command()
+def restate(
+    llm: LlmOption = None,
+    model: ModelOption = None,
+    repo: RepoFilter = None,
+    force: Annotated[bool, typer.Option("--force", help="rewrite again the statements a model already rewrote")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rewrite the statements of valid mined tasks as the issues a user would file, with a served model.
+
+    The model sees only forager's test report, never the fix. A rewrite that names a file, module or function
+    the fix changes is rejected and the report stays the statement, with the reason kept in the task. The
+    report is kept too: --force rewrites from it again (e.g. with another model).
+    """
+    from forager.tasks.restate import restate_stored
+
+    if not llm or not model:
+        raise die("tasks restate needs --llm URL (the server's /v1 address) and --model NAME")
+    restater = _restater(llm, model)
+    settings = settings_for(db=db)
+    store = store_for(settings)
+    with stage_progress() as progress:
+        row = progress.add_task("restate", total=None, stage="tasks")
+        try:
+            rows = restate_stored(store, settings, restater, repo_name=repo, force=force,
+                                  on_task=lambda done: progress.update(row, advance=1, stage=done.instance_id))
+        except ForagerError as exc:
+            raise die(exc.message, code=1) from None
+        finally:
+            restater.close()
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    table = Table(title=f"statements rewritten by {model}")
+    for column in ("instance", "statement", "why not the rewrite"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r.instance_id, "rewrite" if r.by == "llm" else "test report", r.rejected or "")
+    out.print(table)
+    accepted = sum(r.by == "llm" for r in rows)
+    err.print(f"{accepted} of {len(rows)} mined task(s) now have the model's rewrite as their statement"
+              + ("" if rows else " (no valid mined task left to rewrite; --force rewrites them again)"), highlight=False)
 
 
 def _image_worlds(store, rows, image_world) -> dict:

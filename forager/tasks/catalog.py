@@ -30,8 +30,14 @@ def to_record(
         environment_setup_commit=task.environment_setup_commit, created_at=task.instance_created_at,
         hints_text=task.hints_text, kind=TaskKind(task.kind), bug_patch=task.bug_patch, repo_url=repo.url,
         mutation=mutation, valid=task.valid, invalid_reason=task.invalid_reason, image_tag=image_tag,
-        forager_version=task.forager_version, as_of=as_of, python=python,
+        forager_version=task.forager_version, as_of=as_of, python=python, statement_by=statement_by(task),
     )
+
+
+def statement_by(task: Task) -> str | None:
+    """"llm:MODEL" when a served model's rewrite is the task's statement, else None."""
+    statement = (task.validation or {}).get("statement") or {}
+    return f"llm:{statement.get('model')}" if statement.get("by") == "llm" else None
 
 
 def task_from_record(record: TaskRecord, *, repo_id: int, source: str) -> Task:

@@ -36,6 +36,7 @@ from forager.tasks.patches import (
     touched_files,
 )
 from forager.tasks.records import TaskKind, TaskRecord
+from forager.tasks.restate import Restater, apply_restatement
 from forager.tasks.statement import commit_subject, hidden_names, issue_statement
 from forager.tasks.verdict import PairVerdict, judge_pair, named
 
@@ -282,11 +283,12 @@ class TaskValidator:
     # -- mining --------------------------------------------------------------------------------
     def mine(
         self, ref: RepoRef, *, max_commits: int = 100, limit: int | None = None, jobs: int = 1,
-        since: date | None = None, on_stage: StageCallback = lambda _s: None,
+        since: date | None = None, on_stage: StageCallback = lambda _s: None, restater: Restater | None = None,
     ) -> MineReport:
         """Fix commits of the history (they change source and tests) made into issue-fix tasks at their parents.
 
-        `since`: only commits committed on or after that day. A commit whose task is stored with a verdict that
+        `since`: only commits committed on or after that day. `restater`: a served model rewrites each valid
+        task's statement as an issue (:mod:`forager.tasks.restate`). A commit whose task is stored with a verdict that
         stands (`reusable`) is not validated again; its image is reused from the store's cache anyway.
         """
         started = time.monotonic()
@@ -312,7 +314,7 @@ class TaskValidator:
             if reusable(stored):
                 verdict = _stored_verdict(stored, ref.safe_url)
             else:
-                verdict = self._mine_one(snapshot, repo_row.id, ref.name, instance_id, commit, stage)
+                verdict = self._mine_one(snapshot, repo_row.id, ref.name, instance_id, commit, stage, restater)
             with lock:
                 done[0] += 1
             stage("reused" if verdict.reused else ("valid" if verdict.valid else "invalid"))
@@ -329,7 +331,7 @@ class TaskValidator:
 
     def _mine_one(
         self, snapshot: repos.RepoSnapshot, repo_id: int, name: str, instance_id: str, commit: repos.CommitInfo,
-        on_stage: StageCallback,
+        on_stage: StageCallback, restater: Restater | None = None,
     ) -> TaskVerdict:
         """One fix commit as a task at its parent, validated and stored; a valid one gets its statement from the
         tests that failed without the fix, and the commit message becomes its hints."""
@@ -351,6 +353,10 @@ class TaskValidator:
                 failure_texts(without_fix, valid.fail_to_pass), total=len(valid.fail_to_pass),
                 subject=commit_subject(commit.message, files, functions), files=files, functions=functions,
             )
+            if restater is not None:
+                on_stage("restate")
+                report = valid.problem_statement
+                apply_restatement(valid, restater.restate(report, files, functions), report)
 
         parent_ref = RepoRef(url=snapshot.url, ref=commit.parent)
         return self._validate(parent_ref, task, time.monotonic(), on_stage, describe)

@@ -108,6 +108,9 @@ class TaskRecord(BaseModel):
     # releases) and this Python; optional, so task files written before them still load
     as_of: str | None = None
     python: str | None = None
+    # who wrote problem_statement when it is not the instance's own text: "llm:MODEL" for a served model's
+    # rewrite of forager's test report (`tasks mine --llm`, `tasks restate`)
+    statement_by: str | None = None
 
     @field_validator("instance_id")
     @classmethod

@@ -211,6 +211,17 @@ def _hiding_patterns(files: Sequence[str], functions: Sequence[str]) -> list[re.
     return patterns
 
 
+def named_in(text: str, files: Sequence[str], functions: Sequence[str]) -> list[str]:
+    """The changed files, modules and functions that `text` names, as written there, each once (pure)."""
+    spans = [match.span() for pattern in _hiding_patterns(list(files), list(functions))
+             for match in pattern.finditer(text)]
+    kept: list[tuple[int, int]] = []  # the longest match wins where several overlap ("src/a/b.py" over "b.py")
+    for start, end in sorted(spans, key=lambda span: span[0] - span[1]):
+        if all(end <= other_start or start >= other_end for other_start, other_end in kept):
+            kept.append((start, end))
+    return list(dict.fromkeys(text[start:end].rstrip(".") for start, end in sorted(kept)))
+
+
 def _names_any(text: str, patterns: list[re.Pattern[str]]) -> bool:
     return any(pattern.search(text) for pattern in patterns)
 
