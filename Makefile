@@ -4,9 +4,13 @@ SHELL := /bin/bash
 VENV := .venv
 FORAGER := $(VENV)/bin/forager
 PYTHON_VERSION ?= 3.11
-# The targets below use a base image bootstrapped from Debian's packages, so they run with no image
-# registry (air-gapped hosts, CI here). Outside make, forager's default base is python:X.Y-slim.
-export FORAGER_BASE_IMAGE ?= forager/bootstrap-python:{python}
+# Base images: make sets nothing, so what it runs is what a user's `forager` runs. forager builds on the
+# configured base (FORAGER_BASE_IMAGE, default python:X.Y-slim) when it is here or can be pulled, else on
+# forager/bootstrap-python:X.Y; `base-image` makes sure one of them exists, bootstrapping it from Debian's
+# packages when no registry answers (air-gapped hosts, CI here). An image's key holds the base it is built
+# FROM, not the setting that chose it: images built through make and by a bare `forager` share one cache.
+# To pin the base: `make demo FORAGER_BASE_IMAGE='python:{python}-slim'` (a variable given on make's
+# command line reaches the recipes' environment).
 DEMO_REPO := .forager-cache/example-repo
 
 .PHONY: demo test unit venv serve-cpu host base-image bases clean

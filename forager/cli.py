@@ -52,6 +52,7 @@ def build_images(
     as_json: JsonOption = False,
 ) -> None:
     """Turn repositories into executable Docker images with a recorded test baseline."""
+    from forager.build.bases import stand_in_note
     from forager.build.pipeline import BuildResult
 
     settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout, registry=registry,
@@ -60,6 +61,7 @@ def build_images(
     _store, _engine, builder = builder_for(settings)
 
     results: list[BuildResult] = []
+    noted: set[str] = set()  # a stand-in base is said once, not once per repository
     progress = stage_progress()
     with progress:
         overall = progress.add_task("[bold]images", total=len(refs), stage="")
@@ -84,6 +86,11 @@ def build_images(
                     err.print(f"[red]failed:[/red] {result.message}", highlight=False, soft_wrap=True)
                 if result.registry_error:
                     err.print(f"[yellow]registry:[/yellow] {result.registry_error}", highlight=False, soft_wrap=True)
+                note = result.python and result.base_image and stand_in_note(
+                    result.python, settings.base_image, result.base_image)
+                if note and note not in noted:
+                    noted.add(note)
+                    err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
     order = {ref: i for i, ref in enumerate(refs)}
     results.sort(key=lambda r: order.get(RepoRef(url=r.repo, ref=r.requested_ref), 0))
@@ -201,14 +208,17 @@ def _size(n: int | None) -> str:
 @app.command("bootstrap-base")
 def bootstrap_base_cmd(
     python: Annotated[str, typer.Option("--python", help="Python version: 3.9, 3.11 or 3.13")] = "3.11",
-    tag: Annotated[str | None, typer.Option("--tag", help="image tag (default: FORAGER_BASE_IMAGE for --python)")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="image tag (default: forager/bootstrap-python:X.Y, which builds use when FORAGER_BASE_IMAGE's base cannot be had)")] = None,
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the image exists")] = False,
 ) -> None:
     """Make a base image from Debian packages with no image registry (air-gapped hosts)."""
+    from forager.build.bases import bootstrap_tag
     from forager.build.bootstrap import BootstrapError, bootstrap_base
 
     settings = settings_for()
-    tag = tag or settings.base_image_for(python)
+    # why not FORAGER_BASE_IMAGE's name: a Debian root file system tagged python:X.Y-slim would pass for the
+    # official image; under its own name, builds use it only where the configured base cannot be had
+    tag = tag or bootstrap_tag(python)
     engine = engine_for(settings)
     try:
         exists = engine.image_exists(tag)

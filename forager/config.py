@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     )
     ca_bundle: Path | None = Field(default=None, description="CA bundle given to builds (TLS-intercepting proxies)")
     overrides_dir: Path = Field(
-        default=Path(__file__).resolve().parents[1] / "images" / "overrides",
-        description="per-repo EnvSpec overrides (NAME.toml)",
+        default=Path(__file__).resolve().parent / "images" / "overrides",
+        description="per-repo EnvSpec overrides (NAME.toml); the default is the folder shipped in the package",
     )
     repo_path: str = Field(default="/testbed", description="where the repository lives inside images")
     jobs: int = Field(default=2, ge=1, description="parallel builds")

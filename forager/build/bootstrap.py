@@ -10,9 +10,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from forager.build.bases import SUITE_FOR_PYTHON
 from forager.build.engine import Engine
 
-SUITE_FOR_PYTHON = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 PACKAGES = ["python3", "python3-venv", "python3-pip", "python3-dev", "git", "ca-certificates", "gcc", "libc6-dev"]
 # Caches the image does not need (about 170 MB): apt's package lists and downloaded archives.
 PRUNE = ["var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"]

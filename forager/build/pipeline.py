@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from datetime import date
 import tomllib
@@ -16,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from forager import __version__, envspec, repos
-from forager.build import registry
+from forager.build import bases, registry
 from forager.build.engine import BuildFailed, Engine, pid_alive, tail
 from forager.build.render import NO_CA_BUNDLE, BuildPlan, render
 from forager.config import Settings
@@ -52,6 +53,7 @@ class BuildResult(BaseModel):
     flaky: int = 0
     seconds: float = 0.0
     size_bytes: int | None = None
+    base_image: str | None = None  # what the image is built on (the configured base or a bootstrapped stand-in)
     pulled: bool = False  # the image came from --registry instead of a docker build
     pushed: bool = False
     registry_error: str | None = None  # the image is usable here, but the registry failed (one line)
@@ -128,6 +130,8 @@ class ImageBuilder:
         self.ca_sha = _file_sha256(self.ca_bundle) if self.ca_bundle else NO_CA_BUNDLE
         self.registry = registry.parse_registry(settings.registry) if settings.registry else None
         self._transfers: dict[str, dict] = {}  # env tag -> this job's registry outcome, for its result
+        self._unpullable: set[str] = set()  # configured bases whose pull failed: not tried again by this builder
+        self._bases_lock = threading.Lock()
 
     def build(self, ref: RepoRef, on_stage: StageCallback = lambda _s: None, *, as_of: str | None = None) -> BuildResult:
         """Build, validate and record one repository. Never raises: every failure becomes a failed result."""
@@ -196,8 +200,9 @@ class ImageBuilder:
         on_stage("detect")
         tree = repos.read_tree(context / "repo")
         plugin_files = envspec.plugin_files(tree)
-        chains = [[spec, *runner_fallbacks(spec)] for spec in self._resolutions(ref, tree, snapshot, mode)]
-        plans = [[self._plan(spec, snapshot, ref) for spec in chain] for chain in chains]
+        base_for = self.usable_bases()  # one choice per build: every resolution and fallback renders on the same bases
+        chains = [[spec, *runner_fallbacks(spec)] for spec in self._resolutions(ref, tree, snapshot, mode, base_for)]
+        plans = [[self._plan(spec, snapshot, ref, base_for) for spec in chain] for chain in chains]
         existing = [[self.store.find_image(row.repo_id, plan.spec_hash) for plan in chain] for chain in plans]
         for plan, earlier in zip(sum(plans, []), sum(existing, []), strict=True):  # any built and ready is a hit
             # (a store shared by several hosts knows images this host lacks: the registry may have them)
@@ -254,16 +259,18 @@ class ImageBuilder:
         first_row, failure, _run = first_failure
         return self._fail(ref, first_row, failure.category, failure.message, failure.log_tail, started)
 
-    def _resolutions(self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot, mode: str) -> list[EnvSpec]:
+    def _resolutions(
+        self, ref: RepoRef, tree: RepoTree, snapshot: repos.RepoSnapshot, mode: str, base_for: dict[str, str],
+    ) -> list[EnvSpec]:
         """The resolutions to try, in order, each when the one before failed in a way the next may fix: as of the
         commit's cut-off; as of when a newer Python that runs the commit had settled (old releases may not build
         on it); today's. With --as-of latest: today's first, then the commit's."""
         today = date.today()
         if mode == as_of.LATEST:
             day, _ = as_of.cutoff(as_of.COMMIT, snapshot.committed_at, today)
-            return [self._detect(ref, tree, None), *([self._detect(ref, tree, day)] if day else [])]
+            return [self._detect(ref, tree, None, base_for), *([self._detect(ref, tree, day, base_for)] if day else [])]
         day, note = as_of.cutoff(mode, snapshot.committed_at, today)
-        primary = self._detect(ref, tree, day)
+        primary = self._detect(ref, tree, day, base_for)
         if note:
             primary = primary.model_copy(update={"notes": [*primary.notes, note]})
         if day is None:
@@ -273,7 +280,7 @@ class ImageBuilder:
         if why and settled <= today:
             resolutions.append(primary.model_copy(update={"as_of": settled.isoformat(), "notes": [
                 *(n for n in primary.notes if not n.startswith("dependencies: ")), why, as_of.resolution_note(settled)]}))
-        return [*resolutions, self._detect(ref, tree, None)]
+        return [*resolutions, self._detect(ref, tree, None, base_for)]
 
     def _attempt(
         self, ref: RepoRef, plan: BuildPlan, spec: EnvSpec, row: Image, context: Path, workdir: Path,
@@ -292,10 +299,12 @@ class ImageBuilder:
             return baseline, None, runs[0]
         return baseline, ForagerError(category, f"{ref}: {cause}", runs[0].log_tail), runs[0]
 
-    def _plan(self, spec: EnvSpec, snapshot: repos.RepoSnapshot, ref: RepoRef) -> BuildPlan:
+    def _plan(self, spec: EnvSpec, snapshot: repos.RepoSnapshot, ref: RepoRef, base_for: dict[str, str]) -> BuildPlan:
+        # a version with no base here (an override's python) renders on its configured base; the build names it
+        base = base_for.get(spec.python) or self.settings.base_image_for(spec.python)
         return render(
             spec, repo_url=snapshot.url, repo_name=ref.name, commit=snapshot.commit,
-            base_image=self.settings.base_image_for(spec.python), image_prefix=self.settings.image_prefix,
+            base_image=base, image_prefix=self.settings.image_prefix,
             repo_path=self.settings.repo_path, install_timeout=self.settings.install_timeout,
             ca_bundle_sha256=self.ca_sha,
         )
@@ -310,7 +319,7 @@ class ImageBuilder:
             row.image_id = self.engine.image_attrs(plan.env_tag)["Id"]
         else:
             on_stage("build")
-            self._ensure_base(plan, workdir)
+            self._ensure_base(plan, spec.python, workdir)
             self._write_context(context, plan)
             row.image_id = self.engine.build(context, plan.env_tag, timeout=self.settings.build_timeout)
         row.build_seconds = time.monotonic() - build_started
@@ -366,30 +375,43 @@ class ImageBuilder:
         except registry.RegistryError as exc:
             self._transfers.setdefault(tag, {})["registry_error"] = str(exc)
 
-    def _detect(self, ref: RepoRef, tree: RepoTree, day: date | None) -> EnvSpec:
+    def _detect(self, ref: RepoRef, tree: RepoTree, day: date | None, base_for: dict[str, str]) -> EnvSpec:
         # DetectError is a ForagerError: it is recorded with its own category (detect / no-tests)
-        spec = envspec.detect(tree, self._available_pythons(), day)
+        spec = envspec.detect(tree, list(base_for), day)
         override = load_override(self.settings.overrides_dir, ref.name)
-        return envspec.apply_override(spec, override) if override else spec
+        spec = envspec.apply_override(spec, override) if override else spec
+        base = base_for.get(spec.python)
+        note = base and bases.stand_in_note(spec.python, self.settings.base_image, base)
+        return spec.model_copy(update={"notes": [*spec.notes, note]}) if note else spec
 
     def _describe(self, row: Image, spec: EnvSpec, plan: BuildPlan) -> None:
         row.spec = spec.model_dump(mode="json")
         row.spec_hash = plan.spec_hash
         row.tag = plan.env_tag
-        row.base_image = self.settings.base_image_for(spec.python)
+        row.base_image = plan.base_image
         row.python_version = spec.python
         row.install_commands = "\n".join(plan.install_commands)
         row.test_command = " ".join([*spec.test_command, *spec.test_args])
         row.ca_bundle_sha256 = None if self.ca_sha == NO_CA_BUNDLE else self.ca_sha
 
-    def _available_pythons(self) -> list[str]:
-        """The configured versions whose base image is on this host, in the configured order; all of them when
-        none is (a registry may have them, and a missing base is then named by the build)."""
-        versions = self.settings.python_versions
-        here = [v for v in versions if self.engine.image_exists(self.settings.base_image_for(v))]
-        return here or versions
+    def usable_bases(self) -> dict[str, str]:
+        """Python version -> the base its builds use (bases.choose_bases): the versions detection may choose from.
+        A configured base that a bootstrapped one would stand in for is pulled first, so registry users keep
+        the official image; a pull that failed is not tried again by this builder (one try per process)."""
+        versions, template = self.settings.python_versions, self.settings.base_image
+        candidates = dict.fromkeys(tag for v in versions for tag in (bases.fill(template, v), bases.bootstrap_tag(v)))
+        with self._bases_lock:  # why: parallel jobs would pull the same base at once
+            present = {tag for tag in candidates if self.engine.image_exists(tag)}
+            for tag in bases.worth_pulling(versions, template, present):
+                if tag in self._unpullable:
+                    continue
+                if registry.pull_image(self.engine, tag, timeout=self.settings.build_timeout) is None:
+                    present.add(tag)
+                else:
+                    self._unpullable.add(tag)
+        return bases.choose_bases(versions, template, present)
 
-    def _ensure_base(self, plan: BuildPlan, workdir: Path) -> None:
+    def _ensure_base(self, plan: BuildPlan, python: str, workdir: Path) -> None:
         if self.engine.image_exists(plan.base_tag):
             return
         base_context = workdir / "base"
@@ -398,12 +420,9 @@ class ImageBuilder:
         try:
             self.engine.build(base_context, plan.base_tag, timeout=self.settings.build_timeout)
         except BuildFailed as exc:
-            base = plan.base_dockerfile.split("FROM ", 1)[1].split()[0]
+            cause = (str(exc).splitlines() or ["no message"])[0][:200]
             raise ForagerError(
-                FailureCategory.build,
-                f"base image {base} is not available ({str(exc).splitlines()[0][:200]}); "
-                "pull it, run `forager bootstrap-base`, or set FORAGER_BASE_IMAGE",
-                exc.log_tail,
+                FailureCategory.build, bases.missing_base_message(python, plan.base_image, cause), exc.log_tail,
             ) from exc
 
     def _write_context(self, context: Path, plan: BuildPlan) -> None:
@@ -445,5 +464,5 @@ class ImageBuilder:
             category=row.failure_category, message=row.failure_message or "", tag=row.tag, image_id=row.id,
             cached=cached, python=row.python_version, passed=row.tests_passed, failed=row.tests_failed,
             errors=row.tests_error, skipped=row.tests_skipped, flaky=row.tests_flaky, seconds=round(seconds, 2),
-            size_bytes=row.size_bytes, **self._transfers.pop(row.tag, {}),
+            size_bytes=row.size_bytes, base_image=row.base_image, **self._transfers.pop(row.tag, {}),
         )

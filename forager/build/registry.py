@@ -71,6 +71,20 @@ def _untag(engine: Engine, ref: str) -> None:
         pass
 
 
+def pull_image(engine: Engine, ref: str, timeout: int) -> str | None:
+    """Pull `ref` under its own name from whichever registry it names (a base image such as python:3.11-slim);
+    None when it came, else the daemon's reason in one line. No retry: with no registry answering, a
+    build falls back at once to a base that is here."""
+    deadline = time.monotonic() + timeout
+    try:
+        error = _drain(engine.client.api.pull(ref, stream=True, decode=True), deadline)
+    except (APIError, requests.exceptions.RequestException) as exc:
+        error = getattr(exc, "explanation", None) or str(exc)
+    if error is None and not engine.image_exists(ref):
+        error = "the pull ended without the image"
+    return None if error is None else (error.strip().splitlines() or ["no message"])[0][:300]
+
+
 def push(engine: Engine, registry: str, tag: str, timeout: int) -> str:
     """Push local image `tag` to `registry`; returns its name there. Pushing what is there already is cheap."""
     ref = remote_ref(registry, tag)

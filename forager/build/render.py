@@ -1,4 +1,4 @@
-"""Render Dockerfiles from the templates in images/ (pure: data in, text out)."""
+"""Render Dockerfiles from the templates in forager/images/ (pure: data in, text out)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from forager import __version__
 from forager.envspec.as_of import EXEMPT
 from forager.models import EnvSpec
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "images"
+# package data (pyproject.toml), so an installed wheel renders the same Dockerfiles as a checkout
+TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "images"
 NO_CA_BUNDLE = "none"
 FAR_FUTURE = "2999-12-31"  # an exempt package's own cut-off: none in effect
 
@@ -31,6 +32,7 @@ def _template(name: str, templates_dir: Path | None) -> Template:
 class BuildPlan(BaseModel):
     """Everything needed to build one env image: the two Dockerfiles, their tags and the context files."""
 
+    base_image: str  # what the base layer starts FROM (the configured base or its bootstrapped stand-in)
     base_dockerfile: str
     base_tag: str
     env_dockerfile: str
@@ -138,6 +140,7 @@ def render(
         installers="pip uv" if spec.resolver == "uv" else "pip",
     )
     return BuildPlan(
+        base_image=base_image,
         base_dockerfile=base_dockerfile,
         base_tag=base_tag,
         env_dockerfile=env_dockerfile,

@@ -71,10 +71,28 @@ def test_missing_base_image_is_a_build_failure(settings, store, engine, repo_fac
     from forager.build.pipeline import ImageBuilder
 
     root, _ = repo_factory("pkg", {**SETUP_PY_PKG, **PASSING_TEST})
-    settings = settings.model_copy(update={"base_image": "forager/no-such-base:{python}"})
+    # 3.10: no bootstrapped base can stand in for it (Debian ships none), so the configured one is tried and missing
+    assert not engine.image_exists("forager/bootstrap-python:3.10")
+    settings = settings.model_copy(update={"base_image": "forager/no-such-base:{python}", "python_versions": ["3.10"]})
     result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(root)))
-    assert result.category == "build"
-    assert "forager/no-such-base:3.11" in result.message and "bootstrap-base" in result.message
+    assert result.category == "build" and result.base_image == "forager/no-such-base:3.10"
+    assert "forager/no-such-base:3.10" in result.message and "bootstrap-base" in result.message
+    assert "\n" not in result.message
+
+
+def test_a_missing_configured_base_is_stood_in_for_by_the_bootstrapped_one(settings, store, engine, repo_factory):
+    from forager.build.pipeline import ImageBuilder
+
+    if not engine.image_exists("forager/bootstrap-python:3.11"):  # a registry user's host may have none
+        pytest.skip("needs forager/bootstrap-python:3.11 (forager bootstrap-base --python 3.11)")
+    root, _ = repo_factory("pkg", {**SETUP_PY_PKG, **PASSING_TEST})
+    settings = settings.model_copy(update={"base_image": "forager/no-such-base:{python}", "validation_runs": 1})
+    result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(root)))
+    assert result.status == "ready" and result.base_image == "forager/bootstrap-python:3.11", result.message
+    image, _repo = next((i, r) for i, r in store.images() if i.id == result.image_id)
+    assert image.base_image == result.base_image
+    assert any(note.startswith("base forager/bootstrap-python:3.11: stands in for forager/no-such-base:3.11")
+               for note in image.spec["notes"])
 
 
 def test_all_tests_failing_is_a_tests_error(builder, repo_factory):

@@ -6,8 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /
 WORKDIR /opt/forager
 COPY pyproject.toml README.md ./
 COPY forager ./forager
-COPY images ./images
-# editable: the Dockerfile templates are read from images/ beside the package; postgres: the store's driver
-RUN pip install --no-cache-dir -e '.[postgres]'
+# a plain install: the Dockerfile templates are package data (forager/images/); postgres: the store's driver
+RUN pip install --no-cache-dir '.[postgres]'
 WORKDIR /work
 CMD ["forager", "--help"]
