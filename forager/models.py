@@ -173,6 +173,7 @@ class SuiteRun(BaseModel):
     files: dict[str, bytes] = Field(default_factory=dict, exclude=True, description="other files a plugin left")
     report_altered: bool = Field(default=False, description="the JUnit report changed after pytest wrote it")
     changed_tracked: list[str] = Field(default_factory=list, description="tracked files the run changed (if asked)")
+    script: str = Field(default="", description="the shell the container ran (the last run's, after a rerun)")
 
     def count(self, status: TestStatus) -> int:
         return sum(1 for o in self.outcomes if o.status == status)

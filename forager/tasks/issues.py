@@ -24,10 +24,11 @@ from forager.build.engine import Engine
 from forager.build.pipeline import ImageBuilder
 from forager.envspec import as_of
 from forager.config import Settings
-from forager.models import MISSING, EnvSpec, ForagerError, RepoRef, SuiteRun
+from forager.models import MISSING, ForagerError, RepoRef, SuiteRun
 from forager.store import Image, Store, Task
 from forager.tasks.catalog import task_from_record
-from forager.tasks.evaluate import candidate_timeout, protected_in, run_state
+from forager.tasks.evaluate import grade, run_graded
+from forager.tasks.grading import grading_spec
 from forager.tasks.patches import (
     changed_files,
     is_test_path,
@@ -233,30 +234,23 @@ class TaskValidator:
             return
         image = self.store.image(built.image_id)
         task.image_id = image.id
-        spec = EnvSpec(**image.spec)
         given = bool(task.fail_to_pass)
         # the given tests' files; for a mined task (no lists yet) the test modules its test patch touches
         files = test_files([*task.fail_to_pass, *task.pass_to_pass]) or _runnable_test_files(task.test_patch)
         if not files:
             task.valid, task.invalid_reason = False, "no tests to run: FAIL_TO_PASS is empty and the test patch adds no test module"
             return
-        plugin_files = image.plugin_files or ()
-        restored = protected_in(task.gold_patch, plugin_files)
+        grading = grading_spec(task, image, self.settings, tests=files)
+        restored = grading.restored(task.gold_patch)
         if task.gold_patch.strip() and len(restored) == len(touched_files(task.gold_patch)):
             task.valid, task.invalid_reason = False, (
                 f"the gold patch changes only files that grading restores (tests, test configuration): {named(restored)}")
             return
-        timeout = candidate_timeout(image, self.settings)
-        restore = list(dict.fromkeys([*files, *restored]))
 
         def run(label: str, patch: str, index: int) -> SuiteRun:
             on_stage(f"tests {label} ({index}/{self.runs_per_state})")
-            return run_state(
-                self.engine, image.tag, spec, repo_path=self.settings.repo_path, timeout=timeout,
-                start_patch=task.bug_patch, patch=patch, test_patch=task.test_patch, restore=restore, tests=files,
-                case_timeout=self.settings.test_case_timeout,
-                plugins={FAILURES_MODULE: FAILURES_PLUGIN} if describe is not None and not patch else None,
-            )
+            return run_graded(self.engine, grading, patch, run_index=index,
+                              plugins={FAILURES_MODULE: FAILURES_PLUGIN} if describe is not None and not patch else None)
 
         before, after = [run("without the fix", "", 1)], [run("with the fix", task.gold_patch, 1)]
         known_flaky = {t.test_id for t in self.store.baseline(image.id) if t.flaky}
@@ -275,6 +269,8 @@ class TaskValidator:
         task.validation = {
             **verdict.validation, "runs_per_state": len(before), "flaky": len(flaky),
             "flaky_tests": sorted(flaky)[:FLAKY_SHOWN],
+            # what the first run of each state ran and printed, to read an invalid verdict from the store
+            "grades": {"without_fix": _kept(before[0]), "with_fix": _kept(after[0])},
         }
         task.valid, task.invalid_reason = verdict.valid, verdict.reason
         if task.valid and describe is not None:
@@ -360,6 +356,12 @@ class TaskValidator:
 
         parent_ref = RepoRef(url=snapshot.url, ref=commit.parent)
         return self._validate(parent_ref, task, time.monotonic(), on_stage, describe)
+
+
+def _kept(run: SuiteRun) -> dict:
+    """The script and log tail of one validation run, as a grade keeps them."""
+    kept = grade(run, [], [])
+    return {"script": kept.script, "log_tail": kept.log_tail, "exit_code": run.exit_code, "seconds": round(run.seconds, 2)}
 
 
 def _stored_verdict(task: Task, repo: str) -> TaskVerdict:

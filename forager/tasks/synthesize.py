@@ -25,7 +25,6 @@ from forager.build.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import (
     MISSING,
-    EnvSpec,
     FailureCategory,
     ForagerError,
     RepoRef,
@@ -42,7 +41,8 @@ from forager.tasks.callmap import (
     resolve_line_names,
     tests_by_function,
 )
-from forager.tasks.evaluate import baseline_run_seconds, candidate_timeout, run_state
+from forager.tasks.evaluate import run_graded
+from forager.tasks.grading import GradingSpec, baseline_run_seconds, suite_grading
 from forager.tasks.mutations import (
     FAMILIES,
     MODULE_SYMBOL,
@@ -91,9 +91,8 @@ class SynthesisReport(BaseModel):
 @dataclass
 class _Image:
     row: Image
-    spec: EnvSpec
+    grading: GradingSpec  # the image's suite as graded: no task's patches, the candidate deadline
     eligible: list[str]  # baseline tests that passed in every validation run
-    timeout: int
     prefilter: bool
 
 
@@ -187,8 +186,7 @@ class MutateFixSynthesizer:
         eligible = [t.test_id for t in self.store.baseline(row.id) if t.status == TestStatus.passed and not t.flaky]
         if prefilter is None:
             prefilter = baseline_run_seconds(row, self.settings) >= PREFILTER_MIN_SUITE_SECONDS
-        return _Image(row=row, spec=EnvSpec(**row.spec), eligible=eligible,
-                      timeout=candidate_timeout(row, self.settings), prefilter=prefilter)
+        return _Image(row=row, grading=suite_grading(row, self.settings), eligible=eligible, prefilter=prefilter)
 
     def revalidate(self, task: Task) -> Task:
         """Validate a stored mutate-fix task again in its image (whole suite), replacing its verdict."""
@@ -205,11 +203,8 @@ class MutateFixSynthesizer:
         if cached is not None:
             return cached.calls
         started = time.monotonic()
-        run = run_state(
-            self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path,
-            timeout=self.settings.test_timeout, plugins={PLUGIN_NAME: PLUGIN_SOURCE},
-            case_timeout=self.settings.test_case_timeout,
-        )
+        run = run_graded(self.engine, image.grading, plugins={PLUGIN_NAME: PLUGIN_SOURCE},
+                         timeout=self.settings.test_timeout)
         calls = parse_call_map(run.files.get(CALLMAP_OUTPUT, b""))
         line_named = sorted({path for pairs in calls.values() for path, name in pairs if name.startswith(LINE_NAMED)})
         if line_named:  # traced on Python < 3.11
@@ -299,10 +294,7 @@ class MutateFixSynthesizer:
     def _run_with_bug(self, image: _Image, task: Task, tests: list[str] | None) -> SuiteRun:
         if tests is not None and len(tests) > MAX_SELECTED_IDS:
             tests = test_files(tests)
-        return run_state(
-            self.engine, image.row.tag, image.spec, repo_path=self.settings.repo_path, timeout=image.timeout,
-            start_patch=task.bug_patch, tests=tests, case_timeout=self.settings.test_case_timeout,
-        )
+        return run_graded(self.engine, image.grading.model_copy(update={"start_patch": task.bug_patch, "tests": tests}))
 
 
 def _covering(callers: dict[tuple[str, str], list[str]], mutation: Mutation) -> list[str]:

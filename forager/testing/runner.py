@@ -281,6 +281,7 @@ def _run_once(
         return SuiteRun(
             exit_code=None, seconds=time.monotonic() - started,
             setup_error=tail(result.files["setup_error"].decode("utf-8", errors="replace")) or "setup failed",
+            script=script,
         ), None
     log = result.files.get("log.txt", b"").decode("utf-8", errors="replace") or result.output
     code_text = result.files.get("exit_code", b"").decode().strip()
@@ -299,4 +300,5 @@ def _run_once(
     return SuiteRun(
         exit_code=exit_code, timed_out=timed_out, seconds=time.monotonic() - started, outcomes=outcomes,
         log_tail=tail(log), files=kept, report_altered=altered, changed_tracked=[p for p in changed if p],
+        script=script,
     ), stalled_test(result.files) if case_timeout > 0 else None

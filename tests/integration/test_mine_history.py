@@ -88,6 +88,10 @@ def test_an_old_fix_is_mined_resolved_by_the_oracle_and_reused_by_a_rerun(mined,
     assert task.base_commit != FIX and task.fail_to_pass == FAIL_TO_PASS
     assert len(task.pass_to_pass) > 50
     assert task.validation["runs_per_state"] == 2 and task.validation["flaky"] == 0
+    # each state's first run is kept as its grade: the script (gold patch applied only with the fix) and log
+    grades = task.validation["grades"]
+    assert "0.patch" in grades["with_fix"]["script"] and "0.patch" not in grades["without_fix"]["script"]
+    assert "failed" in grades["without_fix"]["log_tail"] and "passed" in grades["with_fix"]["log_tail"]
     # the served model's rewrite is the statement; forager's test report is kept beside it
     assert task.problem_statement == ISSUE
     assert task.validation["statement"]["by"] == "llm" and task.validation["statement"]["model"] == "tiny-cwm"

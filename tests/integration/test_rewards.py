@@ -23,7 +23,9 @@ from forager.sandbox.models import ToolCall
 from forager.sdist_repos import git_commit_all, repo_from_sdist, repo_from_sdist_history
 from forager.store import Store, Task
 from forager.tasks.catalog import to_record
-from forager.tasks.evaluate import evaluate_in_image, run_state
+from forager.tasks.evaluate import evaluate_in_image
+from forager.tasks.grading import PATCH, START_PATCH, grading_spec, setup_script
+from forager.testing.runner import run_suite
 from forager.tasks.issues import TaskValidator
 from forager.tasks.patches import test_files as files_of_tests
 from forager.tasks.records import write_records
@@ -201,21 +203,19 @@ def test_a_conftest_that_passes_every_test_earns_nothing_and_is_flagged(egg_info
         image = store.image(task.image_id)
         # the route is real: graded without the restore, the hook turns the bug's failures into passes
         files = files_of_tests(task.fail_to_pass)
-        ungraded = run_state(engine, image.tag, _spec(image), repo_path=settings.repo_path, timeout=120,
-                             start_patch=task.bug_patch, patch=tamper, tests=files)
+        spec = grading_spec(task, image, settings)
+        ungraded = run_suite(engine, image.tag, spec.env, repo_path=settings.repo_path, timeout=120, test_ids=files,
+                             setup=setup_script(START_PATCH, PATCH, None, []), files=spec.staged_files(tamper))
         assert all(ungraded.statuses().get(test) == "passed" for test in task.fail_to_pass), path
         grade = _grade(egg_info, task, tamper)
         assert not grade.resolved and grade.fail_to_pass_passed == 0
         assert grade.flags() == [f"restored {path}"]
+        # the grade keeps what ran (the restore of the file among it) and how it ended
+        assert f"':(literal){path}'" in grade.script and "pytest" in grade.script
+        assert "failed" in grade.log_tail
         # with the real fix beside it, the tampering changes nothing: the patch is graded on its change
         both = _grade(egg_info, task, task.gold_patch + tamper)
         assert both.resolved and both.flags() == [f"restored {path}"]
-
-
-def _spec(image):
-    from forager.models import EnvSpec
-
-    return EnvSpec(**image.spec)
 
 
 def test_pytest_configuration_that_loads_a_hook_earns_nothing(egg_info, tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from forager.models import SuiteRun, TestOutcome, TestStatus
-from forager.tasks.evaluate import MISSING, PATCH_DIR, grade, is_protected, protected_in, setup_script
+from forager.tasks.evaluate import MISSING, grade
+from forager.tasks.grading import PATCH_DIR, is_protected, protected_in, setup_script
 from tests.conftest import git, make_repo
 
 F1 = "tests/test_calc.py::test_one"
