@@ -37,12 +37,13 @@ from pathlib import Path
 
 import forager.collect as collect_module
 from forager.agent.loop import EpisodeLimits
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.collect import CollectConfig, Collector
 from forager.config import Settings
 from forager.example_repo import materialise
-from forager.llm.client import ChatClient, Sampling
+from forager.llm.client import ChatClient
+from forager.llm.types import Sampling
 from forager.models import RepoRef
 from forager.sandbox.container import Sandbox
 from forager.store import Store

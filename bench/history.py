@@ -40,8 +40,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.envspec import as_of
 from forager.models import RepoRef

@@ -29,8 +29,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import RepoRef
 from forager.store import Store

@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from forager.build.engine import Engine
+from forager.engine.docker_engine import Engine
 from forager.example_repo import BEFORE_FIX, materialise
 from forager.sandbox.container import Sandbox
 from forager.sandbox.models import SandboxLimits, ToolCall

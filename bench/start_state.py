@@ -30,8 +30,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import RepoRef
 from forager.repos import normalise_url

@@ -17,8 +17,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from forager.build.engine import Engine
-from forager.build.pipeline import BuildResult, ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import BuildResult, ImageBuilder
 from forager.config import Settings
 from forager.models import RepoRef
 from forager.sdist_repos import SdistError, repo_from_sdist

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.example_repo import materialise
 from forager.models import RepoRef

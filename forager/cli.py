@@ -52,8 +52,8 @@ def build_images(
     as_json: JsonOption = False,
 ) -> None:
     """Turn repositories into executable Docker images with a recorded test baseline."""
-    from forager.build.bases import stand_in_note
-    from forager.build.pipeline import BuildResult
+    from forager.images.bases import stand_in_note
+    from forager.images.pipeline import BuildResult
 
     settings = settings_for(db=db, jobs=jobs, ca_bundle=ca_bundle, test_timeout=test_timeout, registry=registry,
                             as_of=as_of)
@@ -212,8 +212,8 @@ def bootstrap_base_cmd(
     force: Annotated[bool, typer.Option("--force", help="rebuild even if the image exists")] = False,
 ) -> None:
     """Make a base image from Debian packages with no image registry (air-gapped hosts)."""
-    from forager.build.bases import bootstrap_tag
-    from forager.build.bootstrap import BootstrapError, bootstrap_base
+    from forager.images.bases import bootstrap_tag
+    from forager.images.bootstrap import BootstrapError, bootstrap_base
 
     settings = settings_for()
     # why not FORAGER_BASE_IMAGE's name: a Debian root file system tagged python:X.Y-slim would pass for the
@@ -301,8 +301,8 @@ def _disk_usage(settings, store: Store):
     import requests
     from docker.errors import DockerException
 
-    from forager.build.engine import Engine, EngineUnavailable
-    from forager.build.prune import measure
+    from forager.engine.docker_engine import Engine, EngineUnavailable
+    from forager.images.prune import measure
 
     try:
         return measure(store, Engine(timeout=settings.docker_timeout))
@@ -334,7 +334,7 @@ def prune(
     again (from the layer cache) when a task needs it. Base images and other prefixes are never touched."""
     from rich.markup import escape
 
-    from forager.build.prune import plan_prune, remove
+    from forager.images.prune import plan_prune, remove
 
     settings = settings_for(db=db)
     store = store_for(settings)

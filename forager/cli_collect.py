@@ -49,7 +49,7 @@ def collect(
     """Run an agent on tasks in sandboxes and store every step; run it again to resume."""
     from forager.agent.loop import EpisodeLimits
     from forager.collect import CollectConfig, Collector
-    from forager.llm.client import Sampling
+    from forager.llm.types import Sampling
     from forager.sandbox.models import SandboxLimits
 
     if policy not in ("llm", "oracle"):

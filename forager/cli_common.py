@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from forager.build.engine import Engine, EngineUnavailable
+from forager.engine.docker_engine import Engine, EngineUnavailable
 from forager.config import Settings
 from forager.models import RepoRef
 from forager.repos import normalise_url
@@ -84,7 +84,7 @@ def stage_progress() -> Progress:
 
 def builder_for(settings: Settings):
     """Store, engine and image builder for a command that builds or runs images; sweeps what killed runs left."""
-    from forager.build.pipeline import ImageBuilder
+    from forager.images.pipeline import ImageBuilder
 
     store = store_for(settings)
     engine = engine_for(settings)

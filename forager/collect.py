@@ -27,9 +27,10 @@ from forager.agent.formats import format_named, tool_schemas
 from forager.agent.loop import EpisodeLimits, EpisodeOutcome, ExitReason, StepRecord, run_episode
 from forager.agent.policy import LLMPolicy, OraclePolicy, Policy
 from forager.agent.prompts import opening_messages
-from forager.build.engine import Engine
+from forager.engine.docker_engine import Engine
 from forager.config import Settings
-from forager.llm.client import ChatClient, Sampling
+from forager.llm.client import ChatClient
+from forager.llm.types import Sampling
 from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import SandboxLimits

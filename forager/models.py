@@ -183,6 +183,15 @@ class SuiteRun(BaseModel):
         return {o.test_id: str(o.status) for o in self.outcomes}
 
 
+class BaselineEntry(BaseModel):
+    """A test's status in an image's baseline (the domain value; the store's row is `BaselineTest`)."""
+
+    test_id: str
+    status: str
+    flaky: bool = False
+    statuses: list[str] = Field(default_factory=list, description="its status in each validation run")
+
+
 class FailureCategory(StrEnum):
     clone = "clone"
     detect = "detect"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pydantic import BaseModel, Field
 
 from forager.agent.loop import ExitReason
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.collect import episode_reward, graded_exit
 from forager.config import Settings
 from forager.store import Episode, Store

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure a base image for PYTHON_VERSION is here, the way forager itself chooses one (forager/build/bases.py):
+# Make sure a base image for PYTHON_VERSION is here, the way forager itself chooses one (forager/images/bases.py):
 # the configured base (FORAGER_BASE_IMAGE, default python:{python}-slim) when it is here or can be pulled,
 # else forager/bootstrap-python:X.Y, bootstrapped from Debian's packages when missing (no registry needed).
 set -euo pipefail

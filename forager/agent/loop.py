@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from forager.agent.formats import observation_text
 from forager.agent.policy import Decision, Policy
-from forager.llm.client import ContextExceeded, LLMError
+from forager.llm.types import ContextExceeded, LLMError
 from forager.llm.tokens import prefix_check
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import ToolCall, ToolResult

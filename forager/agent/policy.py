@@ -8,14 +8,17 @@ path a model does (tools, store, reward), and validates a task and its environme
 from __future__ import annotations
 
 import shlex
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
 from forager.agent.formats import CwmFormat, ToolFormat, render_cwm
-from forager.llm.client import ChatClient, Completion, Sampling
+from forager.llm.types import Completion, Sampling
 from forager.sandbox.models import ToolCall, ToolResult
 from forager.tasks.patches import file_changes
+
+if TYPE_CHECKING:  # the client is handed in: the loop and its policies load no HTTP code
+    from forager.llm.client import ChatClient
 
 ORACLE_PATCH = "/tmp/forager-oracle.patch"
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import pyarrow as pa
 
-from forager.store.stream import EpisodeBundle
+if TYPE_CHECKING:  # annotations only: this module loads no database code
+    from forager.store.stream import EpisodeBundle
 
 # Exit reasons of episodes cut off by a limit or broken by an error: their final state says nothing
 # about the policy's ability to finish, so RL rows mark them excluded ("compact filtering").

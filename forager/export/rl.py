@@ -37,7 +37,7 @@ from forager.export.common import (
 )
 from forager.export.splice import call_items, count_items
 from forager.llm.tokens import full_prompts
-from forager.store.jsontext import RawJson, decoded
+from forager.jsontext import RawJson, decoded
 from forager.store.stream import EpisodeBundle
 
 STEP_COLUMNS = ("index", "prompt_offset", "prompt_delta_ids", "completion_token_ids", "logprobs", "prefix_ok", "finish_reason")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from forager.store.jsontext import RawJson
+from forager.jsontext import RawJson
 
 
 def list_items(text: str) -> str | None:

@@ -12,50 +12,17 @@ import time
 from collections.abc import Callable
 
 import httpx
-from pydantic import BaseModel, Field
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from forager.llm.types import Completion, ContextExceeded, LLMError, Sampling
+
 _CONTEXT_WORDS = ("maximum context length", "context length", "max_model_len", "too long", "max_tokens")
-
-
-class LLMError(RuntimeError):
-    """The server rejected the request or stayed unreachable; the episode ends with exit reason llm_error."""
-
-
-class ContextExceeded(LLMError):
-    """The prompt no longer fits the model's context."""
 
 
 class _Retryable(Exception):
     def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-
-
-class Sampling(BaseModel):
-    """Sampling settings sent with every call (recorded with the run)."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = Field(default=4096, ge=1, description="most tokens per reply")
-    seed: int | None = None
-    stop: list[str] = Field(default_factory=list)
-    extra_body: dict = Field(default_factory=dict, description="extra request fields, e.g. structured_outputs")
-
-
-class Completion(BaseModel):
-    """One call's reply and what it cost."""
-
-    text: str
-    tool_calls: list[dict] | None = None
-    finish_reason: str | None = None
-    prompt_token_ids: list[int] = Field(default_factory=list)
-    completion_token_ids: list[int] = Field(default_factory=list)
-    logprobs: list[float] = Field(default_factory=list)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int | None = None
-    seconds: float = 0.0
 
 
 def parse_completion(body: dict, seconds: float) -> Completion:

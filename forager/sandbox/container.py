@@ -20,7 +20,7 @@ from docker.errors import DockerException, NotFound
 from docker.utils import decode_json_header
 from requests.exceptions import RequestException
 
-from forager.build.engine import LABEL, OWNER_LABELS, Engine, retry_transient
+from forager.engine.docker_engine import LABEL, OWNER_LABELS, Engine, retry_transient
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.files import kind_of, looks_like_diff, tar_one, untar_one
 from forager.sandbox.models import REQUIRED_ARGUMENTS, TOOL_ARGUMENTS, SandboxLimits, ToolCall, ToolResult

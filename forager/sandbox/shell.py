@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from docker.errors import DockerException
 from requests.exceptions import RequestException
 
-from forager.build.engine import retry_transient
+from forager.engine.docker_engine import retry_transient
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.output import HeadTailBuffer
 from forager.sandbox.stream import FrameDecoder, SentinelScanner, command_line, mark_for, plain_line

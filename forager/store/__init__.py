@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,9 +12,10 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, create_engine, select
 
+from forager.models import BaselineEntry
 from forager.store import migrations
 from forager.store.episodes import EpisodeStore
-from forager.store.jsontext import parse
+from forager.jsontext import parse
 from forager.store.tables import BaselineTest, CallMap, Episode, Image, Repo, Run, Step, Task, utcnow
 
 __all__ = ["Store", "Repo", "Image", "BaselineTest", "CallMap", "Task", "Run", "Episode", "Step"]
@@ -144,7 +145,7 @@ class Store(EpisodeStore):
         with self.session() as s:
             return s.exec(self._failures_without_spec(repo_id, requested_ref)).first()
 
-    def replace_baseline(self, image_id: int, tests: list[BaselineTest]) -> None:
+    def replace_baseline(self, image_id: int, tests: Sequence[BaselineEntry | BaselineTest]) -> None:
         with self.session() as s:
             for old in s.exec(select(BaselineTest).where(BaselineTest.image_id == image_id)):
                 s.delete(old)

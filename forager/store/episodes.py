@@ -25,7 +25,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from forager.build.engine import pid_alive
+from forager.engine.processes import pid_alive
 from forager.store.tables import Episode, Run, Step, utcnow
 
 WORKER = os.environ.get("FORAGER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"

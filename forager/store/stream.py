@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, Text, cast, func, or_, type_coerce
 from sqlmodel import select
 
-from forager.store.jsontext import RawJson, parse
+from forager.jsontext import RawJson, parse
 from forager.store.episodes import FINISHED
 from forager.store.tables import Episode, Image, Repo, Run, Step, Task
 

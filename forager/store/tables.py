@@ -1,4 +1,4 @@
-"""SQL tables of the store. Column names are what users query; see README "Data model"."""
+"""SQL tables of the store. Column names are what users query; see docs/data.md."""
 
 from __future__ import annotations
 

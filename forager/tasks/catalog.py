@@ -1,9 +1,16 @@
-"""Tasks in the store <-> task records in JSONL (SWE-bench fields plus forager's). Pure conversions."""
+"""Tasks in the store <-> task records in JSONL (SWE-bench fields plus forager's). Pure conversions.
+
+Rows are read by their attributes and written as field dicts, so this module loads no database code.
+"""
 
 from __future__ import annotations
 
-from forager.store import Image, Repo, Task
+from typing import TYPE_CHECKING, Any
+
 from forager.tasks.records import MutationInfo, TaskKind, TaskRecord
+
+if TYPE_CHECKING:
+    from forager.store import Image, Repo, Task
 
 
 def image_world(image: Image | None) -> dict[str, str | None]:
@@ -40,10 +47,11 @@ def statement_by(task: Task) -> str | None:
     return f"llm:{statement.get('model')}" if statement.get("by") == "llm" else None
 
 
-def task_from_record(record: TaskRecord, *, repo_id: int, source: str) -> Task:
-    """A task to validate: its verdict fields start empty, whatever the record claimed."""
+def task_fields(record: TaskRecord, *, repo_id: int, source: str) -> dict[str, Any]:
+    """A task row's fields for a record to validate (`Task(**task_fields(...))`): its verdict fields start
+    empty, whatever the record claimed."""
     mutation = record.mutation
-    return Task(
+    return dict(
         instance_id=record.instance_id, kind=record.kind.value, repo_id=repo_id, base_commit=record.base_commit,
         problem_statement=record.problem_statement, bug_patch=record.bug_patch, gold_patch=record.patch,
         test_patch=record.test_patch, fail_to_pass=list(record.FAIL_TO_PASS), pass_to_pass=list(record.PASS_TO_PASS),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from forager.build.engine import Engine
+from forager.engine.docker_engine import Engine
 from forager.config import Settings
 from forager.models import MISSING, SuiteRun, TestStatus
 from forager.store import Image, Task

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from forager.config import Settings
 from forager.models import EnvSpec
-from forager.store.tables import Image, Task
 from forager.tasks.patches import changed_files, is_test_path, test_files, touched_files
+
+if TYPE_CHECKING:  # rows are read by their attributes: grading rules load no database code
+    from forager.store.tables import Image, Task
 
 PATCH_DIR = "/tmp/forager-in"
 # Files that change how pytest collects, runs or reports tests wherever they sit; `.pth` files and

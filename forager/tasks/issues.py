@@ -20,13 +20,13 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from forager import __version__, repos
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.envspec import as_of
 from forager.config import Settings
 from forager.models import MISSING, ForagerError, RepoRef, SuiteRun
 from forager.store import Image, Store, Task
-from forager.tasks.catalog import task_from_record
+from forager.tasks.catalog import task_fields
 from forager.tasks.evaluate import grade, run_graded
 from forager.tasks.grading import grading_spec
 from forager.tasks.patches import (
@@ -185,7 +185,7 @@ class TaskValidator:
         ref = RepoRef(url=clone_url, ref=record.base_commit)
         try:
             repo_row = self.store.upsert_repo(repos.normalise_url(clone_url), ref.name)
-            task = task_from_record(record, repo_id=repo_row.id, source=source)
+            task = Task(**task_fields(record, repo_id=repo_row.id, source=source))
             task.forager_version = __version__
             return self._validate(ref, task, started, on_stage)
         except Exception as exc:  # noqa: BLE001 - the store failed: report it, let the other instances go on

@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from forager import repos
 from forager.config import Settings
-from forager.llm.client import ChatClient, LLMError, Sampling
+from forager.llm.client import ChatClient
+from forager.llm.types import LLMError, Sampling
 from forager.models import RepoRef
 from forager.store import Store
 from forager.store.tables import Repo, Task

@@ -20,8 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from forager import __version__, repos
-from forager.build.engine import Engine
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import (
     MISSING,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from forager.models import MISSING, FailureCategory, SuiteRun, TestStatus
-from forager.store.tables import BaselineTest
+from collections.abc import Sequence
+
+from forager.models import MISSING, BaselineEntry, FailureCategory, SuiteRun, TestStatus
 from forager.testing.diagnose import no_results_cause
 
 
-def merge_runs(runs: list[SuiteRun]) -> list[BaselineTest]:
+def merge_runs(runs: list[SuiteRun]) -> list[BaselineEntry]:
     """One row per test id seen in any run; flaky when its status differs between runs."""
     per_run = [run.statuses() for run in runs]
     ids: dict[str, None] = {}
@@ -17,11 +18,11 @@ def merge_runs(runs: list[SuiteRun]) -> list[BaselineTest]:
     for test_id in ids:
         statuses = [run.get(test_id, MISSING) for run in per_run]
         first = next(s for s in statuses if s != MISSING)
-        merged.append(BaselineTest(image_id=0, test_id=test_id, status=first, flaky=len(set(statuses)) > 1, statuses=statuses))
+        merged.append(BaselineEntry(test_id=test_id, status=first, flaky=len(set(statuses)) > 1, statuses=statuses))
     return merged
 
 
-def judge(runs: list[SuiteRun], baseline: list[BaselineTest]) -> tuple[FailureCategory | None, str]:
+def judge(runs: list[SuiteRun], baseline: Sequence[BaselineEntry]) -> tuple[FailureCategory | None, str]:
     """None when the image is ready (the suite ran and a test passed); else the category and a one-line cause."""
     first = runs[0]
     if any(run.timed_out for run in runs):

@@ -8,7 +8,9 @@ import time
 
 from pydantic import BaseModel
 
-from forager.build.engine import Engine, tail
+from forager.engine.docker_engine import Engine
+
+from forager.engine.processes import tail
 from forager.models import EnvSpec, SuiteRun, TestOutcome, TestStatus
 from forager.testing.junit import JUnitParseError, parse_junit
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from forager.build.engine import Engine, EngineUnavailable, pid_alive
-from forager.build.pipeline import ImageBuilder
+from forager.engine.docker_engine import Engine, EngineUnavailable
+
+from forager.engine.processes import pid_alive
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.store import Store
 

@@ -68,7 +68,7 @@ def test_broken_setup_is_an_install_failure(builder, repo_factory, store):
 
 
 def test_missing_base_image_is_a_build_failure(settings, store, engine, repo_factory):
-    from forager.build.pipeline import ImageBuilder
+    from forager.images.pipeline import ImageBuilder
 
     root, _ = repo_factory("pkg", {**SETUP_PY_PKG, **PASSING_TEST})
     # 3.10: no bootstrapped base can stand in for it (Debian ships none), so the configured one is tried and missing
@@ -81,7 +81,7 @@ def test_missing_base_image_is_a_build_failure(settings, store, engine, repo_fac
 
 
 def test_a_missing_configured_base_is_stood_in_for_by_the_bootstrapped_one(settings, store, engine, repo_factory):
-    from forager.build.pipeline import ImageBuilder
+    from forager.images.pipeline import ImageBuilder
 
     if not engine.image_exists("forager/bootstrap-python:3.11"):  # a registry user's host may have none
         pytest.skip("needs forager/bootstrap-python:3.11 (forager bootstrap-base --python 3.11)")
@@ -103,7 +103,7 @@ def test_all_tests_failing_is_a_tests_error(builder, repo_factory):
 
 
 def test_slow_suite_is_a_timeout(settings, store, engine, repo_factory):
-    from forager.build.pipeline import ImageBuilder
+    from forager.images.pipeline import ImageBuilder
 
     # slow as a whole, no test slow alone: one test that hangs is one failed test (test_hanging_test.py)
     slow = {"tests/test_slow.py": "import time\n\nimport pytest\n\n\n@pytest.mark.parametrize('n', range(30))\n"

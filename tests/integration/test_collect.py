@@ -18,9 +18,9 @@ import time
 import pytest
 
 from forager.agent.loop import EpisodeLimits
-from forager.build.engine import LABEL
+from forager.engine.docker_engine import LABEL
 from forager.collect import CollectConfig, Collector
-from forager.llm.client import Sampling
+from forager.llm.types import Sampling
 from forager.llm.tokens import full_prompts
 from forager.sandbox.models import SandboxLimits
 

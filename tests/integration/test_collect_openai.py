@@ -15,9 +15,9 @@ import re
 import pytest
 
 from forager.agent.loop import EpisodeLimits
-from forager.build.engine import LABEL
+from forager.engine.docker_engine import LABEL
 from forager.collect import CollectConfig, Collector
-from forager.llm.client import Sampling
+from forager.llm.types import Sampling
 from forager.llm.tokens import full_prompts
 
 from .conftest import TEST_IMAGE_PREFIX, example_tasks

@@ -21,7 +21,7 @@ from forager.config import Settings
 from forager.export import rl
 from forager.export.common import history
 from forager.export.run import ExportRequest, export
-from forager.llm.client import Sampling
+from forager.llm.types import Sampling
 from forager.llm.tokens import full_prompts
 from forager.store import Store
 from forager.store.stream import EpisodeFilters, stream_bundles

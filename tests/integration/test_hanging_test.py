@@ -3,7 +3,7 @@ and the one rerun without a test that still takes a run down (here: one that ign
 
 from __future__ import annotations
 
-from forager.build.pipeline import ImageBuilder
+from forager.images.pipeline import ImageBuilder
 from forager.models import EnvSpec, RepoRef
 from forager.testing.runner import TAKEN_DOWN, run_suite
 from tests.conftest import minimal_pyproject

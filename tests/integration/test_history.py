@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forager.build.pipeline import ImageBuilder
+from forager.images.pipeline import ImageBuilder
 from forager.models import RepoRef
 from forager.store import Store
 

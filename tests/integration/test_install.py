@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from forager.build import registry
-from forager.build.bases import bootstrap_tag, stand_in_note
-from forager.build.pipeline import ImageBuilder
+from forager.images import registry
+from forager.images.bases import bootstrap_tag, stand_in_note
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import RepoRef
 from forager.store import Store
@@ -60,7 +60,7 @@ def _venv_with(wheel: Path, venv: Path) -> Path:
 def test_a_wheel_installed_outside_the_checkout_builds_on_the_base_this_host_has(tmp_path, engine):
     forager = _venv_with(_wheel(tmp_path), tmp_path / "venv")
     where = subprocess.run([str(forager.with_name("python")), "-c",
-                            "import forager.build.render as r; print(r.TEMPLATES_DIR)"],
+                            "import forager.images.render as r; print(r.TEMPLATES_DIR)"],
                            check=True, capture_output=True, text=True, cwd=tmp_path).stdout.strip()
     assert where.startswith(str(tmp_path / "venv")), where  # templates are the wheel's, not the checkout's
 

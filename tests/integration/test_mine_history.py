@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from forager.build.pipeline import ImageBuilder
-from forager.llm.client import Sampling
+from forager.images.pipeline import ImageBuilder
+from forager.llm.types import Sampling
 from forager.models import RepoRef
 from forager.repos import read_files_at
 from forager.store import Store

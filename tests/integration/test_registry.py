@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forager.build import registry
-from forager.build.pipeline import ImageBuilder
+from forager.images import registry
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.example_repo import materialise
 from forager.models import RepoRef

@@ -87,7 +87,7 @@ def _appended(path: str, old_text: str, addition: str) -> str:
 
 
 def _workers(root: Path, engine):
-    from forager.build.pipeline import ImageBuilder
+    from forager.images.pipeline import ImageBuilder
 
     settings = module_settings(root)
     store = Store(settings.db)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from docker.errors import NotFound
 
-from forager.build.engine import LABEL, OWNER_LABELS
+from forager.engine.docker_engine import LABEL, OWNER_LABELS
 from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import SandboxLimits, ToolCall

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from forager.build.pipeline import ImageBuilder
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.models import RepoRef
 from forager.sdist_repos import repo_from_sdist_history

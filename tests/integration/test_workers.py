@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from forager.build.pipeline import ImageBuilder
+from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.example_repo import materialise
 from forager.models import RepoRef

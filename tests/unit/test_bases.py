@@ -1,13 +1,13 @@
-"""The choice of a base image per Python version (forager/build/bases.py), with no Docker."""
+"""The choice of a base image per Python version (forager/images/bases.py), with no Docker."""
 
-from forager.build.bases import (
+from forager.images.bases import (
     bootstrap_tag,
     choose_bases,
     missing_base_message,
     stand_in_note,
     worth_pulling,
 )
-from forager.build.render import render
+from forager.images.render import render
 from forager.models import EnvSpec
 
 OFFICIAL = "python:{python}-slim"

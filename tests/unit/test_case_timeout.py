@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forager.build.engine import RunResult
+from forager.engine.docker_engine import RunResult
 from forager.config import Settings
 from forager.models import EnvSpec, SuiteRun, TestOutcome, TestStatus
 from forager.testing.junit import parse_junit

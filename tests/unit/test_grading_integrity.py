@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from forager.agent.loop import ExitReason
-from forager.build.pipeline import changed_tracked
+from forager.images.pipeline import changed_tracked
 from forager.collect import episode_reward, graded_exit
 from forager.envspec import plugin_files
 from forager.models import EnvSpec, RepoTree, SuiteRun
@@ -90,7 +90,7 @@ def test_touched_files_names_both_sides_of_a_rename_and_deletions():
 
 
 def test_which_failures_another_resolution_may_fix():
-    from forager.build.pipeline import _other_resolution_may_help
+    from forager.images.pipeline import _other_resolution_may_help
     from forager.models import FailureCategory, ForagerError
 
     as_of, today = EnvSpec(python="3.11", as_of="2021-06-01", resolver="uv"), EnvSpec(python="3.11")

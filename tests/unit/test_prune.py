@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from forager.build.prune import (
+from forager.images.prune import (
     DiskUsage,
     HostImage,
     StoreImage,

@@ -1,6 +1,6 @@
 import pytest
 
-from forager.build.render import NO_CA_BUNDLE, install_commands, render
+from forager.images.render import NO_CA_BUNDLE, install_commands, render
 from forager.models import EnvSpec
 
 
@@ -79,7 +79,7 @@ def test_system_packages_come_first():
 def test_hash_follows_the_env_template(tmp_path):
     import shutil
 
-    from forager.build.render import TEMPLATES_DIR
+    from forager.images.render import TEMPLATES_DIR
 
     for name in ("base.Dockerfile", "env.Dockerfile"):
         shutil.copy(TEMPLATES_DIR / name, tmp_path / name)

@@ -1,4 +1,4 @@
-"""Tasks in the store <-> task records: to_record and task_from_record round-trip (no database)."""
+"""Tasks in the store <-> task records: to_record and task_fields round-trip (no database)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from forager.store import Image, Repo, Task
-from forager.tasks.catalog import image_world, task_from_record, to_record
+from forager.tasks.catalog import image_world, task_fields, to_record
 from forager.tasks.records import (
     MutationInfo,
     TaskKind,
@@ -15,6 +15,11 @@ from forager.tasks.records import (
     read_records,
     write_records,
 )
+
+
+def task_from_record(record, **where):
+    """A task row as `tasks import` makes one from a record."""
+    return Task(**task_fields(record, **where))
 
 BASE = "3f786850e387550fdab836ed7e6dc881de23001b"
 SETUP = "89e6c98d92887913cadf06b2adb97f26cde4849b"

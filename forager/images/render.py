@@ -1,4 +1,4 @@
-"""Render Dockerfiles from the templates in forager/images/ (pure: data in, text out)."""
+"""Render Dockerfiles from the templates in forager/images/templates/ (pure: data in, text out)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from forager.envspec.as_of import EXEMPT
 from forager.models import EnvSpec
 
 # package data (pyproject.toml), so an installed wheel renders the same Dockerfiles as a checkout
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "images"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 NO_CA_BUNDLE = "none"
 FAR_FUTURE = "2999-12-31"  # an exempt package's own cut-off: none in effect
 

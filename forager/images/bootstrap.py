@@ -10,8 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from forager.build.bases import SUITE_FOR_PYTHON
-from forager.build.engine import Engine
+from forager.images.bases import SUITE_FOR_PYTHON
+from forager.engine.docker_engine import Engine
 
 PACKAGES = ["python3", "python3-venv", "python3-pip", "python3-dev", "git", "ca-certificates", "gcc", "libc6-dev"]
 # Caches the image does not need (about 170 MB): apt's package lists and downloaded archives.

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 
+from forager.engine.processes import pid_alive, tail
+
 LABEL = "forager"  # every container forager starts carries this label, so leftovers can be swept
 OWNER_LABELS = {"forager.host": socket.gethostname(), "forager.pid": str(os.getpid())}
 MAX_COLLECT_BYTES = 512 * 1024 * 1024  # a folder copied back from a container is read into memory
@@ -56,22 +58,6 @@ class RunResult(BaseModel):
     timed_out: bool
     output: str
     files: dict[str, bytes] = {}
-
-
-def tail(text: str, lines: int = 40) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def pid_alive(pid: str | None) -> bool:
-    if not pid or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _tar_of(files: dict[str, bytes]) -> bytes:

@@ -13,7 +13,7 @@ import time
 import requests
 from docker.errors import APIError, NotFound
 
-from forager.build.engine import Engine
+from forager.engine.docker_engine import Engine
 
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
 

@@ -1,4 +1,5 @@
-"""JSON columns read as the text the store holds (RawJson), and decoded when a value is needed (pure)."""
+"""JSON columns read as the text the store holds (RawJson), and decoded when a value is needed (pure: the store
+and the export share it, neither owns it)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from docker.errors import APIError, NotFound
 from pydantic import BaseModel
 
-from forager.build.engine import Engine
+from forager.engine.docker_engine import Engine
 from forager.config import Settings
 
 # the base layer every env image is built on, and the bootstrap base (`make` names it so); never removed,

@@ -6,7 +6,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /
 WORKDIR /opt/forager
 COPY pyproject.toml README.md ./
 COPY forager ./forager
-# a plain install: the Dockerfile templates are package data (forager/images/); postgres: the store's driver
+# a plain install: the Dockerfile templates are package data (forager/images/templates/); postgres: the store's driver
 RUN pip install --no-cache-dir '.[postgres]'
 WORKDIR /work
 CMD ["forager", "--help"]

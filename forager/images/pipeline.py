@@ -17,9 +17,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from forager import __version__, envspec, repos
-from forager.build import bases, registry
-from forager.build.engine import BuildFailed, Engine, pid_alive, tail
-from forager.build.render import NO_CA_BUNDLE, BuildPlan, render
+from forager.images import bases, registry
+from forager.engine.docker_engine import BuildFailed, Engine
+from forager.engine.processes import pid_alive, tail
+from forager.images.render import NO_CA_BUNDLE, BuildPlan, render
 from forager.config import Settings
 from forager.envspec import as_of
 from forager.envspec.fallbacks import runner_fallbacks
