@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +24,7 @@ from forager.cli_common import (
     store_for,
 )
 from forager.models import RepoRef
+from forager.tasks.catalog import task_counts
 from forager.store import Store
 
 app = typer.Typer(
@@ -60,40 +60,28 @@ def build_images(
     refs = read_refs(repo, repos_file)
     _store, _engine, builder = builder_for(settings)
 
-    results: list[BuildResult] = []
     noted: set[str] = set()  # a stand-in base is said once, not once per repository
-    progress = stage_progress()
-    with progress:
+    with stage_progress() as progress:
         overall = progress.add_task("[bold]images", total=len(refs), stage="")
-        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
-            futures = {}
-            for ref in refs:
-                task = progress.add_task(ref.name, total=None, stage="queued")
+        rows = {ref: progress.add_task(ref.name, total=None, stage="queued") for ref in refs}
 
-                def on_stage(stage: str, task=task) -> None:
-                    progress.update(task, stage=stage)
+        def done(ref: RepoRef, result: BuildResult) -> None:
+            mark = "[green]ready" if result.status == "ready" else f"[red]{result.category}"
+            mark += " (cached)" if result.cached else " (pulled)" if result.pulled else ""
+            progress.update(rows[ref], total=1, completed=1, stage=mark)
+            progress.advance(overall)
+            if result.status != "ready":
+                err.print(f"[red]failed:[/red] {result.message}", highlight=False, soft_wrap=True)
+            if result.registry_error:
+                err.print(f"[yellow]registry:[/yellow] {result.registry_error}", highlight=False, soft_wrap=True)
+            note = result.python and result.base_image and stand_in_note(
+                result.python, settings.base_image, result.base_image)
+            if note and note not in noted:
+                noted.add(note)
+                err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
 
-                futures[pool.submit(builder.build, ref, on_stage)] = (ref, task)
-            for future in as_completed(futures):
-                ref, task = futures[future]
-                result = future.result()
-                results.append(result)
-                mark = "[green]ready" if result.status == "ready" else f"[red]{result.category}"
-                mark += " (cached)" if result.cached else " (pulled)" if result.pulled else ""
-                progress.update(task, total=1, completed=1, stage=mark)
-                progress.advance(overall)
-                if result.status != "ready":
-                    err.print(f"[red]failed:[/red] {result.message}", highlight=False, soft_wrap=True)
-                if result.registry_error:
-                    err.print(f"[yellow]registry:[/yellow] {result.registry_error}", highlight=False, soft_wrap=True)
-                note = result.python and result.base_image and stand_in_note(
-                    result.python, settings.base_image, result.base_image)
-                if note and note not in noted:
-                    noted.add(note)
-                    err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
-
-    order = {ref: i for i, ref in enumerate(refs)}
-    results.sort(key=lambda r: order.get(RepoRef(url=r.repo, ref=r.requested_ref), 0))
+        results = builder.build_many(refs, jobs=settings.jobs, on_done=done,
+                                     on_stage=lambda ref, stage: progress.update(rows[ref], stage=stage))
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
     else:
@@ -131,7 +119,7 @@ def status(
         _print_baseline(store, image, as_json)
         return
     rows = store.images()
-    tasks = cli_tasks.task_summary(store)
+    tasks = task_counts(store.tasks())
     episodes = store.episode_counts()
     disk = _disk_usage(settings, store)
     if as_json:

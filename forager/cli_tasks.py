@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -108,27 +106,6 @@ def synthesize(
         raise typer.Exit(1)
 
 
-def _run_verdicts(title: str, jobs_list, runner, jobs: int, as_json: bool) -> None:
-    """Run (label, callable) jobs in parallel with progress, print verdicts, exit 1 when any is invalid."""
-    verdicts = []
-    with stage_progress() as progress:
-        overall = progress.add_task(f"[bold]{title}", total=len(jobs_list), stage="")
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {}
-            for label, item in jobs_list:
-                row = progress.add_task(label, total=None, stage="queued")
-                futures[pool.submit(runner, item, lambda s, row=row: progress.update(row, stage=s))] = row
-            for future in as_completed(futures):
-                verdict = future.result()
-                verdicts.append(verdict)
-                mark = "[green]valid" if verdict.valid else "[red]invalid"
-                progress.update(futures[future], total=1, completed=1, stage=mark)
-                progress.advance(overall)
-                if not verdict.valid:
-                    err.print(f"[red]invalid:[/red] {verdict.instance_id}: {verdict.reason}", highlight=False, soft_wrap=True)
-    _print_verdicts(title, verdicts, as_json)
-
-
 def _print_verdicts(title: str, verdicts, as_json: bool, *, invalid_fails: bool = True) -> None:
     verdicts = sorted(verdicts, key=lambda v: v.instance_id)
     if as_json:
@@ -184,11 +161,24 @@ def import_(
     if not good and not bad:
         raise die(f"{file}: no instances found (expected JSON objects with instance_id, repo, base_commit, patch)")
 
-    def run(record, on_stage):
-        return validator.validate_record(record, source=f"import {file.name}", url=urls.get(record.repo), on_stage=on_stage)
-
+    title = f"tasks import {file.name}"
     try:
-        _run_verdicts(f"tasks import {file.name}", good, run, settings.jobs, as_json)
+        with stage_progress() as progress:
+            overall = progress.add_task(f"[bold]{title}", total=len(good), stage="")
+            rows = {instance_id: progress.add_task(instance_id, total=None, stage="queued") for instance_id, _r in good}
+
+            def done(verdict) -> None:
+                mark = "[green]valid" if verdict.valid else "[red]invalid"
+                progress.update(rows[verdict.instance_id], total=1, completed=1, stage=mark)
+                progress.advance(overall)
+                if not verdict.valid:
+                    err.print(f"[red]invalid:[/red] {verdict.instance_id}: {verdict.reason}", highlight=False,
+                              soft_wrap=True)
+
+            verdicts = validator.validate_records(
+                [record for _id, record in good], source=f"import {file.name}", urls=urls, jobs=settings.jobs,
+                on_stage=lambda instance_id, stage: progress.update(rows[instance_id], stage=stage), on_done=done)
+        _print_verdicts(title, verdicts, as_json)
     finally:
         if bad:
             err.print(f"{len(bad)} entr{'y' if len(bad) == 1 else 'ies'} of {file} could not be read (see above)")
@@ -396,53 +386,31 @@ def oracle(
     as_json: JsonOption = False,
 ) -> None:
     """Apply each valid task's gold patch in a fresh container and grade it: every one must resolve."""
-    from forager.tasks.evaluate import evaluate_in_image
+    from forager.tasks.oracle import run_oracle
 
     settings, store, engine, _builder = _workers(db, jobs)
     rows = store.tasks(repo_name=repo, kind=kind, valid=True, instance_ids=instance or None)
     if not rows:
         raise die("no valid tasks match; make some with `forager tasks synthesize` / `import` / `mine`")
-
-    def grade_one(task):
-        image = store.image(task.image_id)
-        if image is None or not engine.image_exists(image.tag):
-            return {"instance_id": task.instance_id, "resolved": False, "error": "its image is gone; rebuild it"}
-        result = evaluate_in_image(engine, settings, image, task, task.gold_patch)
-        return {"instance_id": task.instance_id, "kind": task.kind, **result.model_dump(exclude={"statuses"})}
-
-    results = []
     with stage_progress() as progress:
         overall = progress.add_task("[bold]oracle", total=len(rows), stage="")
-        with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
-            futures = [pool.submit(grade_one, t) for t, _r in rows]
-            for future in as_completed(futures):
-                results.append(future.result())
-                progress.advance(overall)
-    results.sort(key=lambda r: r["instance_id"])
-    resolved = sum(r["resolved"] for r in results)
+        results = run_oracle(engine, settings, store, [t for t, _r in rows], jobs=settings.jobs,
+                             on_done=lambda _r: progress.advance(overall))
+    resolved = sum(r.resolved for r in results)
     if as_json:
-        print(json.dumps({"resolved": resolved, "total": len(results), "results": results}, indent=2))
+        print(json.dumps({"resolved": resolved, "total": len(results), "results": [r.row() for r in results]},
+                         indent=2))
     else:
         table = Table(title="oracle: gold patches graded")
         for column in ("instance", "resolved", "F2P passed", "P2P passed", "seconds", "error"):
             table.add_column(column, overflow="fold")
         for r in results:
-            table.add_row(r["instance_id"], "[green]yes[/green]" if r["resolved"] else "[red]no[/red]",
-                          f"{r.get('fail_to_pass_passed', 0)}/{r.get('fail_to_pass_total', 0)}",
-                          f"{r.get('pass_to_pass_passed', 0)}/{r.get('pass_to_pass_total', 0)}",
-                          f"{r.get('seconds', 0):.1f}", r.get("error") or "")
+            g = r.grade
+            table.add_row(r.instance_id, "[green]yes[/green]" if r.resolved else "[red]no[/red]",
+                          f"{g.fail_to_pass_passed}/{g.fail_to_pass_total}" if g else "0/0",
+                          f"{g.pass_to_pass_passed}/{g.pass_to_pass_total}" if g else "0/0",
+                          f"{g.seconds:.1f}" if g else "0.0", r.error or "")
         out.print(table)
         out.print(f"{resolved}/{len(results)} resolved ({100 * resolved / len(results):.1f}%)")
     if resolved < len(results):
         raise typer.Exit(1)
-
-
-def task_summary(store) -> list[dict]:
-    """Tasks per repository, kind, family and validity (for `forager status`)."""
-    counts: Counter = Counter()
-    for t, r in store.tasks():
-        counts[(r.name, t.kind, t.family or "", t.valid)] += 1
-    return [
-        {"repo": repo, "kind": kind, "family": family, "valid": valid, "tasks": n}
-        for (repo, kind, family, valid), n in sorted(counts.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2], not kv[0][3]))
-    ]

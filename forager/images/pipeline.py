@@ -12,6 +12,7 @@ from datetime import date
 import tomllib
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -133,6 +134,19 @@ class ImageBuilder:
         self._transfers: dict[str, dict] = {}  # env tag -> this job's registry outcome, for its result
         self._unpullable: set[str] = set()  # configured bases whose pull failed: not tried again by this builder
         self._bases_lock = threading.Lock()
+
+    def build_many(
+        self, refs: list[RepoRef], *, jobs: int = 1, on_stage: Callable[[RepoRef, str], None] = lambda _r, _s: None,
+        on_done: Callable[[RepoRef, BuildResult], None] = lambda _r, _b: None,
+    ) -> list[BuildResult]:
+        """`build` for each repository, `jobs` at once; results in the order of `refs` (each never raises)."""
+        def one(ref: RepoRef) -> BuildResult:
+            result = self.build(ref, lambda stage: on_stage(ref, stage))
+            on_done(ref, result)
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+            return list(pool.map(one, refs))
 
     def build(self, ref: RepoRef, on_stage: StageCallback = lambda _s: None, *, as_of: str | None = None) -> BuildResult:
         """Build, validate and record one repository. Never raises: every failure becomes a failed result."""

@@ -5,6 +5,8 @@ Rows are read by their attributes and written as field dicts, so this module loa
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from forager.tasks.records import MutationInfo, TaskKind, TaskRecord
@@ -61,3 +63,14 @@ def task_fields(record: TaskRecord, *, repo_id: int, source: str) -> dict[str, A
         version=record.version, environment_setup_commit=record.environment_setup_commit,
         instance_created_at=record.created_at, hints_text=record.hints_text,
     )
+
+
+def task_counts(rows: Iterable[tuple[Task, Repo]]) -> list[dict]:
+    """Tasks per repository, kind, family and validity (what `forager status` shows), valid first in each group."""
+    counts: Counter = Counter()
+    for task, repo in rows:
+        counts[(repo.name, task.kind, task.family or "", task.valid)] += 1
+    return [
+        {"repo": repo, "kind": kind, "family": family, "valid": valid, "tasks": n}
+        for (repo, kind, family, valid), n in sorted(counts.items(), key=lambda kv: (*kv[0][:3], not kv[0][3]))
+    ]

@@ -193,6 +193,24 @@ class TaskValidator:
                                reason=f"cannot record the task: {type(exc).__name__}: {str(exc)[:200]}",
                                seconds=round(time.monotonic() - started, 2))
 
+    def validate_records(
+        self, records: list[TaskRecord], *, source: str, urls: dict[str, str] | None = None, jobs: int = 1,
+        on_stage: Callable[[str, str], None] = lambda _id, _s: None,
+        on_done: Callable[[TaskVerdict], None] = lambda _v: None,
+    ) -> list[TaskVerdict]:
+        """`validate_record` for each record, `jobs` at once (`on_stage` hears instance id and stage); verdicts in
+        the order they finished. `urls` maps a record's repo (e.g. owner/name) to where to clone it."""
+        urls = urls or {}
+
+        def one(record: TaskRecord) -> TaskVerdict:
+            verdict = self.validate_record(record, source=source, url=urls.get(record.repo),
+                                           on_stage=lambda stage: on_stage(record.instance_id, stage))
+            on_done(verdict)
+            return verdict
+
+        with ThreadPoolExecutor(max_workers=max(jobs, 1)) as workers:
+            return list(workers.map(one, records))
+
     def record_unreadable(self, instance_id: str, repo: str, reason: str, *, source: str, url: str | None = None) -> None:
         """An instance whose fields are missing or malformed, kept as invalid so reports and reruns see it."""
         clone_url = url or TaskRecord.model_construct(repo=repo, repo_url=None).clone_url()

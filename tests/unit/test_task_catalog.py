@@ -304,3 +304,18 @@ def test_a_record_of_a_mined_task_keeps_the_commit_message_as_hints(repo: Repo):
     task.hints_text = "Preserve defaults through the decorator (#406)\n\nCo-authored-by: someone"
     back = task_from_record(to_record(task, repo, as_of="2023-10-01", python="3.11"), repo_id=7, source="import x")
     assert back.hints_text == task.hints_text
+
+
+def test_task_counts_group_by_repository_kind_family_and_validity():
+    from forager.tasks.catalog import task_counts
+
+    calc, ledger = Repo(id=1, url="/calc", name="calc"), Repo(id=2, url="/ledger", name="ledger")
+    rows = [
+        (Task(instance_id=f"m{i}", kind="mutate-fix", repo_id=1, family="operators", valid=i != 2), calc)
+        for i in range(3)
+    ] + [(Task(instance_id="i1", kind="issue-fix", repo_id=2, valid=True), ledger)]
+    assert task_counts(rows) == [
+        {"repo": "calc", "kind": "mutate-fix", "family": "operators", "valid": True, "tasks": 2},
+        {"repo": "calc", "kind": "mutate-fix", "family": "operators", "valid": False, "tasks": 1},
+        {"repo": "ledger", "kind": "issue-fix", "family": "", "valid": True, "tasks": 1},
+    ]
