@@ -62,7 +62,9 @@ demo: base-image serve-cpu
 # compose tests use a registry on 127.0.0.1:5000 and docker-compose (scripts/ensure-registry.sh, ensure-compose.sh).
 export FORAGER_TEST_POSTGRES ?= postgresql+psycopg://forager:forager@127.0.0.1:5432/forager_test
 
+# 3.9 too: a test builds a 2020 commit with the Python of its date (releases of 2020 do not build on 3.11)
 test: base-image serve-cpu
+	@scripts/ensure-base.sh 3.9 $(FORAGER)
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-registry.sh >/dev/null
 	@scripts/ensure-compose.sh

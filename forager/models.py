@@ -100,6 +100,10 @@ class EnvSpec(BaseModel):
     as_of: str | None = Field(
         default=None, description="dependencies resolve to releases uploaded before this day (YYYY-MM-DD); None: today's")
     resolver: str = Field(default="pip", description="what resolves the dependencies: pip, or uv with --exclude-newer")
+    unconstrained: list[str] = Field(
+        default_factory=list,
+        description="the project's own distributions that the test runner depends on: other packages' requirements "
+        "on them are replaced by the repository (uv --overrides), so its development version does not downgrade pytest")
     notes: list[str] = Field(default_factory=list, description="why each choice was made; not part of the hash")
 
     @field_validator("pre_install", "post_install", "requirements", "requirement_files", "optional_packages")
@@ -133,6 +137,7 @@ class EnvSpec(BaseModel):
         # why the resolution fields only when set: specs resolved as of today hash as they did before them
         unset = {"as_of"} if self.as_of is None else set()
         unset |= {"resolver"} if self.resolver == "pip" else set()
+        unset |= {"unconstrained"} if not self.unconstrained else set()
         payload = self.model_dump(mode="json", exclude={"notes", *unset})
         blob = json.dumps([payload, *extra], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -27,6 +27,14 @@ EXEMPT = (
     "packaging", "pyparsing", "tomli", "trove-classifiers", "pathspec", "pluggy", "editables", "typing-extensions",
     "importlib-metadata", "zipp", "pyproject-metadata", "setuptools-rust", "semantic-version",
 )
+# What pytest has depended on over its releases. A project among them (pluggy, packaging, attrs...) is installed
+# as its development version, which other releases' ranges may exclude (pytest 5.4 asks pluggy<1.0 while the
+# repository is 1.0.0.dev30): a resolver then picks a pytest old enough to ask for nothing (3.2, with pluggy
+# vendored), and the suite does not run. The project's own CI (tox) installed over such ranges; so does forager.
+TEST_RUNNER_DEPENDENCIES = frozenset({
+    "pluggy", "iniconfig", "packaging", "attrs", "py", "more-itertools", "atomicwrites", "colorama", "exceptiongroup",
+    "tomli", "wcwidth", "six", "setuptools", "importlib-metadata", "zipp", "pygments", "funcsigs", "pathlib2",
+})
 LATEST, COMMIT = "latest", "commit"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 

@@ -11,7 +11,7 @@ from forager.models import EnvSpec, FailureCategory, RepoTree
 from .configs import load_configs
 from .errors import DetectError
 from .imports import imported_modules, third_party_distributions
-from .as_of import resolution_note
+from .as_of import TEST_RUNNER_DEPENDENCIES, resolution_note
 from .install import plan_install
 from .layout import all_paths, has_python, own_module_names
 from .pep508 import merge_requirements, requirement_names
@@ -78,6 +78,8 @@ def detect(tree: RepoTree, python_versions: list[str], as_of: date | None = None
     if optional:
         notes.append(f"optional packages from test imports: {', '.join(optional)}")
 
+    # with uv (as of a day) only: pip has no overrides
+    unconstrained = _unconstrained(plan.project_names) if as_of and plan.project_install else []
     return EnvSpec(
         python=python,
         requirements=requirements,
@@ -88,5 +90,17 @@ def detect(tree: RepoTree, python_versions: list[str], as_of: date | None = None
         env=dict(ENV),
         as_of=as_of.isoformat() if as_of else None,
         resolver="uv" if as_of else "pip",
-        notes=[*notes, resolution_note(as_of)],
+        unconstrained=unconstrained,
+        notes=[*notes, resolution_note(as_of), *_unconstrained_note(unconstrained)],
     )
+
+
+def _unconstrained(project_names: set[str]) -> list[str]:
+    """The project's own names that the test runner depends on: other packages' requirements on them become the
+    repository itself."""
+    return sorted(project_names & TEST_RUNNER_DEPENDENCIES)
+
+
+def _unconstrained_note(names: list[str]) -> list[str]:
+    return [f"install: requirements on {', '.join(names)} are the repository itself (uv --overrides): pytest depends on "
+            "this project, and its development version may fall outside their ranges"] if names else []

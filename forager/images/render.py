@@ -58,6 +58,10 @@ def _ca_lines(has_bundle: bool) -> str:
     )
 
 
+# requirements that name the repository itself for the project's own distributions (EnvSpec.unconstrained)
+OVERRIDES_PATH = "/usr/local/share/forager/overrides.txt"
+
+
 def installer(spec: EnvSpec) -> str:
     """The install command for the spec's resolution: pip (today's releases), or uv with its cut-off day."""
     if spec.resolver != "uv" or not spec.as_of:
@@ -68,7 +72,7 @@ def installer(spec: EnvSpec) -> str:
     return f"uv pip install --no-cache --compile-bytecode --exclude-newer {spec.as_of} {exempt}"
 
 
-def install_commands(spec: EnvSpec, install_timeout: int) -> list[str]:
+def install_commands(spec: EnvSpec, install_timeout: int, repo_path: str = "/testbed") -> list[str]:
     """The shell commands of the project layer, in order; each becomes one RUN (one cache layer)."""
     limit = f"timeout {install_timeout}"
     pip = installer(spec)
@@ -84,7 +88,16 @@ def install_commands(spec: EnvSpec, install_timeout: int) -> list[str]:
         commands.append(f"{limit} {pip} -r {shlex.quote(path)}")
     if spec.project_install:
         editable = "-e " if spec.editable else ""
-        commands.append(f"{limit} {pip} {editable}{shlex.quote(spec.project_install)}")
+        target = f"{editable}{shlex.quote(spec.project_install)}"
+        if spec.unconstrained and spec.resolver == "uv" and spec.as_of:
+            # every requirement on the project (pytest's on pluggy) becomes the repository itself, so no range
+            # excludes its development version; that install is not editable, so the project is then installed
+            # editable over it, with no dependencies (nothing else moves)
+            pins = " ".join(shlex.quote(f"{name} @ file://{repo_path}") for name in spec.unconstrained)
+            commands.append(f"printf '%s\\n' {pins} > {OVERRIDES_PATH} && {limit} {pip} --overrides {OVERRIDES_PATH} "
+                            f"{target} && {limit} {pip} --no-deps {target}")
+        else:
+            commands.append(f"{limit} {pip} {target}")
     if spec.optional_packages:
         # why: names guessed from test imports may not exist on the index; one bad guess must not fail the build.
         names = " ".join(shlex.quote(p) for p in spec.optional_packages)
@@ -120,7 +133,7 @@ def render(
     spec_hash = spec.content_hash(repo_url, commit, base_dockerfile, repo_path, str(install_timeout),
                                   env_template.template)
     requirements_txt = "".join(f"{req}\n" for req in spec.requirements)
-    commands = install_commands(spec, install_timeout)
+    commands = install_commands(spec, install_timeout, repo_path)
     install_lines = "\n".join(f"RUN : forager-install && {cmd}" for cmd in commands)
     env_lines = "\n".join(f"ENV {key}={dockerfile_string(value)}" for key, value in sorted(spec.env.items()))
     env_dockerfile = env_template.substitute(

@@ -57,3 +57,28 @@ def test_bad_history_input_gets_one_clear_line(flask, tmp_path):
     # nothing half-written: the store holds the two failed builds, each with its reason, and no more
     images = json.loads(run_cli("status", "--json", settings=settings, check=True).stdout)["images"]
     assert sorted(i["failure_category"] for i in images) == ["clone", "clone"]
+
+
+def test_a_project_pytest_depends_on_keeps_the_pytest_of_its_date(tmp_path, engine):
+    """pluggy in June 2020 was 1.0.0.dev30, and the pytest of its time (5.4, and 6.2 until August 2021) asks
+    pluggy<1.0: resolving the repository with its test extra picked pytest 3.2 (which vendored pluggy) and the
+    suite died at collection. Requirements on pluggy are the repository itself now: that pytest stays."""
+    bundle = CORPUS / "pluggy.bundle"
+    if not bundle.is_file():
+        pytest.fail(f"{bundle} is missing: the corpus of real repositories lies in ../shared/corpus beside the checkout")
+    repo = tmp_path / "pluggy"
+    subprocess.run(["git", "clone", "-q", str(bundle), str(repo)], check=True)
+    # on Python 3.11 the releases of 2020 do not build (forager then resolves as of 2023): the base of 2020's Python
+    settings = module_settings(tmp_path).model_copy(update={"python_versions": ["3.9"]})
+    if not engine.image_exists(settings.base_image_for("3.9")):
+        pytest.fail(f"base image {settings.base_image_for('3.9')} is missing: `make test` makes it "
+                    "(forager bootstrap-base --python 3.9)", pytrace=False)
+    store = Store(settings.db)
+    result = ImageBuilder(settings, store, engine).build(RepoRef(url=str(repo), ref="f17598a7b422"))
+    assert result.status == "ready", result.message
+    image = store.image(result.image_id)
+    assert image.spec["unconstrained"] == ["pluggy"] and image.spec["as_of"] == "2020-07-01", image.spec["notes"]
+    versions = engine.run(image.tag, ["python", "-c", "import pytest, pluggy; print(pytest.__version__, pluggy.__file__)"],
+                          timeout=60).output.split()
+    assert versions[0].startswith("5.4.") and versions[1] == f"{settings.repo_path}/src/pluggy/__init__.py"
+    assert result.passed > 70 and result.failed == 0

@@ -752,3 +752,15 @@ def test_old_releases_may_not_build_on_a_newer_python_so_the_next_cut_off_is_whe
     assert day == date(2023, 2, 1) and "Python 3.11 (released 2022-10-24)" in why
     assert for_interpreter(date(2023, 6, 1), "3.11") == (date(2023, 6, 1), None)
     assert for_interpreter(date(2021, 6, 1), "3.15") == (date(2021, 6, 1), None)  # unknown: nothing to say
+
+
+def test_a_project_the_test_runner_depends_on_is_its_own_requirement_as_of_a_date():
+    from datetime import date
+
+    pluggy = {"setup.py": "from setuptools import setup\nsetup(name='pluggy', extras_require={'testing': ['pytest']})\n",
+              **A_TEST}
+    spec = detect(repo(pluggy, "src/pluggy/__init__.py"), ["3.9"], date(2020, 7, 1))
+    assert spec.unconstrained == ["pluggy"] and has_note(spec, "requirements on pluggy are the repository itself")
+    assert detect(repo(pluggy, "src/pluggy/__init__.py"), ["3.9"]).unconstrained == []  # pip: today's, no overrides
+    other = {"setup.py": "from setuptools import setup\nsetup(name='tenacity')\n", **A_TEST}
+    assert detect(repo(other, "tenacity/__init__.py"), ["3.9"], date(2020, 7, 1)).unconstrained == []

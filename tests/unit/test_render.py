@@ -105,3 +105,24 @@ def test_env_and_labels_are_escaped_for_dockerfile_syntax():
 def test_spec_rejects_values_that_would_break_the_dockerfile(field, value):
     with pytest.raises(ValueError):
         EnvSpec(python="3.11", **{field: value})
+
+
+def test_the_project_pytest_depends_on_is_installed_over_other_ranges_then_editable():
+    import hashlib
+    import json
+
+    from forager.images.render import OVERRIDES_PATH, install_commands
+
+    spec = EnvSpec(python="3.9", project_install=".[testing]", as_of="2020-07-01", resolver="uv",
+                   unconstrained=["pluggy"])
+    *_, project = install_commands(spec, 600, "/work/repo")
+    write, resolve, editable = project.split(" && ")
+    assert write == f"printf '%s\\n' 'pluggy @ file:///work/repo' > {OVERRIDES_PATH}"
+    assert f"--overrides {OVERRIDES_PATH} -e '.[testing]'" in resolve and "--exclude-newer 2020-07-01" in resolve
+    assert editable.endswith("--no-deps -e '.[testing]'") and "--overrides" not in editable
+    # the field is part of the image only when set: every other spec hashes as before it existed
+    plain = EnvSpec(python="3.9", project_install=".[testing]", as_of="2020-07-01", resolver="uv")
+    assert plain.content_hash() != spec.content_hash()
+    payload = plain.model_dump(mode="json", exclude={"notes", "unconstrained"})
+    before = hashlib.sha256(json.dumps([payload], sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert plain.content_hash() == before
