@@ -35,7 +35,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import forager.collect as collect_module
+import forager.collect.episode as episode_module
 from forager.agent.loop import EpisodeLimits
 from forager.engine.docker_engine import Engine
 from forager.images.pipeline import ImageBuilder
@@ -92,7 +92,7 @@ def instrument(store: Store, timings: Timings) -> None:
                 episode = int(self.labels.get("forager.episode", 0))
                 timings.add(timings.close, episode, time.perf_counter() - started)
 
-    collect_module.Sandbox = TimedSandbox  # the collector builds its sandboxes through this name
+    episode_module.Sandbox = TimedSandbox  # the episode runner builds its sandboxes through this name
 
     tokenize = ChatClient.tokenize
 

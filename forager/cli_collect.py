@@ -1,4 +1,4 @@
-"""`forager collect`: parsing and output only; the work is in forager/collect.py."""
+"""`forager collect`: parsing and output only; the work is in forager/collect/."""
 
 from __future__ import annotations
 
@@ -41,13 +41,15 @@ def collect(
     max_output_chars: Annotated[int, typer.Option("--max-output-chars", min=200, help="characters of a command's output the model sees (head + tail)")] = 100_000,
     network: Annotated[bool, typer.Option("--network", help="give sandboxes a network (default: none)")] = False,
     warm: Annotated[int | None, typer.Option("--warm", min=0, help="sandboxes started ahead (default: --concurrency; 0: none)")] = None,
-    run_name: Annotated[str | None, typer.Option("--run", help="run name (default: derived from the configuration, so a rerun resumes)")] = None,
+    resume: Annotated[str | None, typer.Option("--run", help="resume this existing run (`forager status` lists them); its unfinished episodes run with these options and today's prompts")] = None,
+    new_name: Annotated[str | None, typer.Option("--name", help="name of the run (default: derived from the configuration, tasks and prompts, so a rerun resumes)")] = None,
     registry: Annotated[str | None, typer.Option("--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): images are pulled instead of built, and pushed after a build")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run an agent on tasks in sandboxes and store every step; run it again to resume."""
     from forager.agent.loop import EpisodeLimits
+    from forager.agent.prompts import prompt_sha256
     from forager.collect import CollectConfig, Collector
     from forager.llm.types import Sampling
     from forager.sandbox.models import SandboxLimits
@@ -60,6 +62,8 @@ def collect(
         raise die(f"--prompt-mode {prompt_mode!r}: choose auto, tokens or messages")
     if kind not in (None, "mutate-fix", "issue-fix"):
         raise die(f"--kind {kind!r}: choose mutate-fix or issue-fix")
+    if resume and new_name:
+        raise die("--run NAME resumes a run and --name NAME names one: give one of them")
     if policy == "llm" and not (llm and model):
         raise die("--policy llm needs --llm URL and --model NAME (e.g. a vLLM server: --llm http://127.0.0.1:8000/v1); "
                   "or run the scripted --policy oracle")
@@ -80,6 +84,8 @@ def collect(
         raise die(f"bad option: {str(exc).splitlines()[0]}") from None
     settings = settings_for(db=db, registry=registry)
     store, engine, builder = builder_for(settings)  # also sweeps containers of collectors that were killed
+    if resume and store.run_by_name(resume) is None:
+        raise die(f"--run {resume!r}: no such run in {settings.db}; `forager status` lists the runs")
 
     chosen, failed = [], False
     with stage_progress() as progress:
@@ -100,7 +106,10 @@ def collect(
         collector = Collector(settings, store, engine, config)
     except ValueError as exc:
         raise die(str(exc)) from None
-    run = collector.open_run(chosen, run_name)
+    run = collector.open_run(chosen, resume or new_name)
+    if resume and run.config.get("prompt_sha256") != prompt_sha256():
+        err.print(f"[yellow]note:[/yellow] run {run.name} was made with other prompts or tool docs (or before "
+                  "forager recorded them); its remaining episodes use today's", highlight=False, soft_wrap=True)
     pending = [e for e in store.episodes(run.id) if e.status != "finished"]
     err.print(f"run [bold]{run.name}[/bold] (id {run.id}): {len(pending)} of {len(store.episodes(run.id))} episodes to run",
               highlight=False)

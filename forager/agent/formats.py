@@ -17,12 +17,12 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from forager.sandbox.models import REQUIRED_ARGUMENTS, TOOL_ARGUMENTS, TOOL_NAMES, ToolCall
+from forager.sandbox.models import ToolCall
+from forager.sandbox.tools import DIVIDER, REPLACE_MARK, SEARCH_MARK, TOOL_NAMES, TOOLS, TOOLS_BY_NAME, Tool
 
 _CWM_CALL_RE = re.compile(r"<tool:\s*([A-Za-z_]+)>\n(.*?)\n?</tool>", re.DOTALL)
 _OPEN_TAG_RE = re.compile(r"<tool:")
 _CLOSE_TAG = "</tool>"
-SEARCH_MARK, DIVIDER, REPLACE_MARK = "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE"
 TOOL_LIST = ", ".join(TOOL_NAMES)
 
 
@@ -35,41 +35,22 @@ class Parsed(BaseModel):
     error: str | None = None
 
 
-TOOL_DOCS = {
-    "bash": "Run a command in a persistent bash shell (state such as the working directory carries over). "
-    "Each command may run for {timeout} seconds; long output is cut in the middle.",
-    "edit": "Replace exactly one occurrence of a block of text in a file. The SEARCH text must match the file "
-    "exactly once, whitespace and indentation included. Answers with the changed lines, numbered.",
-    "create": "Create a new file with the given content. Refuses to overwrite an existing file; the parent "
-    "directory must exist.",
-    "submit": "Submit your change and end the episode. Give the path of a file holding a unified diff, or "
-    "nothing to submit the repository's current `git diff`.",
-}
-
-CWM_SYNTAX = {
-    "bash": "<tool: bash>\nCOMMAND\n</tool>",
-    "edit": f"<tool: edit>\nPATH\n{SEARCH_MARK}\nOLD TEXT\n{DIVIDER}\nNEW TEXT\n{REPLACE_MARK}\n</tool>",
-    "create": "<tool: create>\nPATH\nCONTENT\n</tool>",
-    "submit": "<tool: submit>\nPATH-OR-NOTHING\n</tool>",
-}
-
-
 def tool_schemas(command_timeout: int) -> list[dict]:
-    """OpenAI function-tool schemas of the four tools (also what the `openai` format sends)."""
+    """OpenAI function-tool schemas of the tools (also what the `openai` format sends)."""
     return [
         {
             "type": "function",
             "function": {
-                "name": name,
-                "description": TOOL_DOCS[name].format(timeout=command_timeout),
+                "name": tool.name,
+                "description": tool.describe(command_timeout),
                 "parameters": {
                     "type": "object",
-                    "properties": {arg: {"type": "string", "description": text} for arg, text in TOOL_ARGUMENTS[name].items()},
-                    "required": REQUIRED_ARGUMENTS[name],
+                    "properties": {arg: {"type": "string", "description": text} for arg, text in tool.arguments.items()},
+                    "required": list(tool.required),
                 },
             },
         }
-        for name in TOOL_NAMES
+        for tool in TOOLS
     ]
 
 
@@ -77,7 +58,7 @@ def parse_cwm(text: str) -> Parsed:
     """The one `<tool: NAME>` call in a reply, its body turned into the tool's arguments."""
     opened, closed = len(_OPEN_TAG_RE.findall(text)), text.count(_CLOSE_TAG)
     if opened == 0:
-        return Parsed(error=f"No tool call found. Reply with exactly one call such as\n{CWM_SYNTAX['bash']}\n"
+        return Parsed(error=f"No tool call found. Reply with exactly one call such as\n{TOOLS_BY_NAME['bash'].cwm_syntax}\n"
                       f"(tools: {TOOL_LIST}).")
     if opened > 1 or closed > 1:
         return Parsed(error=f"Found {opened} tool calls; make exactly one call per reply.")
@@ -93,46 +74,50 @@ def parse_cwm(text: str) -> Parsed:
 
 
 def _cwm_arguments(name: str, body: str) -> dict[str, str]:
-    if name not in TOOL_NAMES:
+    tool = TOOLS_BY_NAME.get(name)
+    if tool is None:
         raise FormatError(f"Unknown tool {name!r}; the tools are {TOOL_LIST}.")
-    if name == "submit":
-        return {"path": body.strip()}
-    if not body.strip():
-        raise FormatError(f"The {name} call is empty; its syntax is\n{CWM_SYNTAX[name]}")
-    if name == "bash":
-        return {"command": body}
-    path, _, rest = body.partition("\n")
-    if not path.strip():
-        raise FormatError(f"The {name} call must start with the file path on its first line:\n{CWM_SYNTAX[name]}")
-    if name == "create":
-        return {"path": path.strip(), "content": rest}
-    return {"path": path.strip(), **_search_replace(rest)}
+    first, *others = tool.arguments
+    if tool.cwm_layout == "line":
+        return {first: body.strip()}
+    if tool.required and not body.strip():
+        raise FormatError(f"The {name} call is empty; its syntax is\n{tool.cwm_syntax}")
+    if tool.cwm_layout == "text":
+        return {first: body}
+    line, _, rest = body.partition("\n")
+    if not line.strip():
+        raise FormatError(f"The {name} call must start with the file path on its first line:\n{tool.cwm_syntax}")
+    if tool.cwm_layout == "line+text":
+        return {first: line.strip(), others[0]: rest}
+    return {first: line.strip(), **_search_replace(rest, tool, *others)}
 
 
-def _search_replace(block: str) -> dict[str, str]:
+def _search_replace(block: str, tool: Tool, search: str, replace: str) -> dict[str, str]:
     """One SEARCH/REPLACE block; anything else is a format error naming what is wrong."""
     lines = block.split("\n")
     marks = {mark: [i for i, line in enumerate(lines) if line.rstrip() == mark] for mark in (SEARCH_MARK, DIVIDER, REPLACE_MARK)}
     if any(len(found) != 1 for found in marks.values()):
         counts = ", ".join(f"{mark!r} x{len(found)}" for mark, found in marks.items())
-        raise FormatError(f"An edit needs exactly one SEARCH/REPLACE block ({counts}):\n{CWM_SYNTAX['edit']}")
+        raise FormatError(f"An edit needs exactly one SEARCH/REPLACE block ({counts}):\n{tool.cwm_syntax}")
     start, middle, end = marks[SEARCH_MARK][0], marks[DIVIDER][0], marks[REPLACE_MARK][0]
     if not start < middle < end:
-        raise FormatError(f"The edit block's markers are out of order; write them as\n{CWM_SYNTAX['edit']}")
-    return {"search": "\n".join(lines[start + 1 : middle]), "replace": "\n".join(lines[middle + 1 : end])}
+        raise FormatError(f"The edit block's markers are out of order; write them as\n{tool.cwm_syntax}")
+    return {search: "\n".join(lines[start + 1 : middle]), replace: "\n".join(lines[middle + 1 : end])}
 
 
 def render_cwm(call: ToolCall) -> str:
     """A call as CWM text (the oracle writes its actions this way; the inverse of parse_cwm)."""
-    args = call.arguments
-    if call.name == "bash":
-        body = args["command"]
-    elif call.name == "edit":
-        body = f"{args['path']}\n{SEARCH_MARK}\n{args['search']}\n{DIVIDER}\n{args['replace']}\n{REPLACE_MARK}"
-    elif call.name == "create":
-        body = f"{args['path']}\n{args['content']}"
+    tool, args = TOOLS_BY_NAME[call.name], call.arguments
+    first, *others = tool.arguments
+    if tool.cwm_layout == "line":
+        body = args.get(first, "")
+    elif tool.cwm_layout == "text":
+        body = args[first]
+    elif tool.cwm_layout == "line+text":
+        body = f"{args[first]}\n{args[others[0]]}"
     else:
-        body = args.get("path", "")
+        search, replace = others
+        body = f"{args[first]}\n{SEARCH_MARK}\n{args[search]}\n{DIVIDER}\n{args[replace]}\n{REPLACE_MARK}"
     return f"<tool: {call.name}>\n{body}\n</tool>"
 
 
@@ -144,7 +129,8 @@ def parse_openai(tool_calls: list[dict] | None) -> Parsed:
         return Parsed(error=f"Found {len(tool_calls)} tool calls; make exactly one call per reply.")
     function = tool_calls[0].get("function") or {}
     name = function.get("name") or ""
-    if name not in TOOL_NAMES:
+    tool = TOOLS_BY_NAME.get(name)
+    if tool is None:
         return Parsed(error=f"Unknown tool {name!r}; the tools are {TOOL_LIST}.")
     try:
         arguments = json.loads(function.get("arguments") or "{}")
@@ -152,10 +138,10 @@ def parse_openai(tool_calls: list[dict] | None) -> Parsed:
         return Parsed(error=f"The arguments of {name} are not valid JSON ({exc.msg} at position {exc.pos}).")
     if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
         return Parsed(error=f"The arguments of {name} must be a JSON object of strings.")
-    missing = [arg for arg in REQUIRED_ARGUMENTS[name] if arg not in arguments]
+    missing = [arg for arg in tool.required if arg not in arguments]
     if missing:
-        return Parsed(error=f"{name} needs the arguments {', '.join(REQUIRED_ARGUMENTS[name])}; missing {', '.join(missing)}.")
-    return Parsed(call=ToolCall(name=name, arguments={k: v for k, v in arguments.items() if k in TOOL_ARGUMENTS[name]}))
+        return Parsed(error=f"{name} needs the arguments {', '.join(tool.required)}; missing {', '.join(missing)}.")
+    return Parsed(call=ToolCall(name=name, arguments={k: v for k, v in arguments.items() if k in tool.arguments}))
 
 
 def observation_text(output: str, turns_left: int, tokens_left: int | None) -> str:

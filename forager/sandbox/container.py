@@ -23,18 +23,17 @@ from requests.exceptions import RequestException
 from forager.engine.docker_engine import LABEL, OWNER_LABELS, Engine, retry_transient
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.files import kind_of, looks_like_diff, tar_one, untar_one
-from forager.sandbox.models import REQUIRED_ARGUMENTS, TOOL_ARGUMENTS, SandboxLimits, ToolCall, ToolResult
+from forager.sandbox.models import SandboxLimits, ToolCall, ToolResult
 from forager.sandbox.output import EditError, apply_edit, line_of, numbered_snippet, shown
 from forager.sandbox.shell import Shell
+from forager.sandbox.tools import tool_named, tools_line
 
 # PYTHONUNBUFFERED: a Python program killed at the timeout would otherwise lose its block-buffered output
 SHELL_ENV = {"LANG": "C.UTF-8", "PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
 START_PATCH_PATH = "/tmp/forager-start.patch"
 MAX_FILE_BYTES = 10 * 1024 * 1024  # edit reads the whole file into memory
 MAX_PATCH_BYTES = 20 * 1024 * 1024
-TOOLS_LINE = "the tools are: " + ", ".join(
-    f"{name} {{{', '.join(arg if arg in REQUIRED_ARGUMENTS[name] else arg + '?' for arg in args)}}}"
-    for name, args in TOOL_ARGUMENTS.items())
+TOOLS_LINE = tools_line()
 
 # Makes the start state the agent is given HEAD, so `git status` is empty and `git diff` shows only the
 # agent's own changes: the install's changes to tracked files (an egg-info SOURCES.txt, a version file)
@@ -127,9 +126,6 @@ class Sandbox:
         self.container = None
         self.shell: Shell | None = None
         self.start_seconds = 0.0
-        self._tools: dict[str, Callable[[dict[str, str], float | None], ToolResult]] = {
-            "bash": self._bash, "edit": self._edit, "create": self._create_file, "submit": self._submit,
-        }
 
     def __enter__(self) -> Sandbox:
         return self
@@ -212,13 +208,15 @@ class Sandbox:
         if self.container is None or self.shell is None:
             raise SandboxError("the sandbox is not started")
         started = time.monotonic()
-        if call.name not in self._tools:
+        tool = tool_named(call.name)
+        if tool is None:
             result = _error(f"unknown tool {call.name!r}; {TOOLS_LINE}")
-        elif missing := [name for name in REQUIRED_ARGUMENTS[call.name] if name not in call.arguments]:
+        elif missing := [name for name in tool.required if name not in call.arguments]:
             result = _error(f"{call.name} needs {', '.join(missing)}; {TOOLS_LINE}")
         else:
+            run: Callable[[dict[str, str], float | None], ToolResult] = getattr(self, tool.method)
             try:
-                result = self._tools[call.name](call.arguments, timeout)
+                result = run(call.arguments, timeout)
             except (DockerException, RequestException, OSError) as exc:
                 raise SandboxError(f"{call.name} failed in the container: {_one_line(exc)}") from exc
         result.seconds = round(time.monotonic() - started, 4)

@@ -4,19 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-TOOL_NAMES = ("bash", "edit", "create", "submit")
-# each tool's arguments with what they mean, and the ones it cannot do without
-TOOL_ARGUMENTS = {
-    "bash": {"command": "the shell command to run"},
-    "edit": {"path": "file to edit (relative to the repository root or absolute)",
-             "search": "exact text to find (must occur once)", "replace": "text to put in its place"},
-    "create": {"path": "file to create", "content": "the whole content of the new file"},
-    "submit": {"path": "a file holding a unified diff; empty to submit the repository's git diff"},
-}
-REQUIRED_ARGUMENTS = {"bash": ["command"], "edit": ["path", "search", "replace"], "create": ["path", "content"],
-                      "submit": []}
-
-
 class SandboxLimits(BaseModel):
     """Resource and output limits of one episode's container."""
 
@@ -39,8 +26,8 @@ class SandboxLimits(BaseModel):
 class ToolCall(BaseModel):
     """One tool call as the policy made it, whatever the wire format (CWM text or OpenAI tool calls).
 
-    Arguments by tool: bash {command}; edit {path, search, replace}; create {path, content};
-    submit {path} (empty or absent: the repository's own `git diff`).
+    Arguments by tool: see sandbox/tools.py (bash {command}; edit {path, search, replace};
+    create {path, content}; submit {path}, empty or absent: the repository's own `git diff`).
     """
 
     name: str

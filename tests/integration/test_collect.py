@@ -8,6 +8,7 @@ cleanup, faults) and the oracle asserts success.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,6 +24,7 @@ from forager.collect import CollectConfig, Collector
 from forager.llm.types import Sampling
 from forager.llm.tokens import full_prompts
 from forager.sandbox.models import SandboxLimits
+from forager.store import Run
 
 from .conftest import FORAGER, cli_env, example_tasks, run_cli, wait_for_steps
 from .vllm_server import vllm_server  # noqa: F401 - the session fixture
@@ -227,7 +229,7 @@ def test_collector_killed_then_rerun_resumes_without_loss_or_duplicates(env, vll
     settings, store, engine, repo, tasks = env
     args = ["collect", "--repo", str(repo), "--tasks", "2", "--episodes-per-task", "2", "--concurrency", "2",
             "--llm", vllm_server.url, "--model", vllm_server.model, "--max-turns", "5", "--max-tokens", "32",
-            "--regex", r"<tool: bash>\nsleep 1\n</tool>", "--run", "killed-run"]
+            "--regex", r"<tool: bash>\nsleep 1\n</tool>", "--name", "killed-run"]
     proc = subprocess.Popen([FORAGER, *args], env=cli_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     run = wait_for_steps(store, "killed-run", 3)
@@ -257,3 +259,24 @@ def test_cli_oracle_run_table_json_and_bad_input(env):
     assert bad.returncode == 2 and "--policy llm needs --llm URL and --model NAME" in bad.stderr
     status = run_cli("status", settings=settings, check=True)
     assert "episodes" in status.stdout
+
+
+def test_cli_run_resumes_a_named_run_explicitly_and_refuses_an_unknown_one(env):
+    """A run made before prompts were hashed has no `prompt_sha256` and another name than today's: the same
+    command would start anew, `--run NAME` resumes it (and says its prompts differ)."""
+    settings, store, engine, repo, tasks = env
+    old, created = store.get_or_create_run(Run(name="made-before-prompt-hashes", policy="oracle", config={}))
+    assert created
+    args = ["collect", "--repo", str(repo), "--tasks", "1", "--policy", "oracle", "--json"]
+    resumed = run_cli(*args, "--run", old.name, settings=settings, check=True)
+    summary = json.loads(resumed.stdout)
+    assert summary["run"] == old.name and summary["run_id"] == old.id and summary["resolved"] == 1, summary
+    assert "1 of 1 episodes to run" in resumed.stderr and "made with other prompts" in resumed.stderr
+    again = run_cli(*args, "--run", old.name, settings=settings, check=True)
+    assert "0 of 1 episodes to run" in again.stderr and json.loads(again.stdout)["run_id"] == old.id
+
+    unknown = run_cli(*args, "--run", "no-such-run", settings=settings)
+    assert unknown.returncode == 2 and "--run 'no-such-run': no such run" in unknown.stderr
+    assert "`forager status` lists the runs" in unknown.stderr and store.run_by_name("no-such-run") is None
+    both = run_cli(*args, "--run", old.name, "--name", "other", settings=settings)
+    assert both.returncode == 2 and "give one of them" in both.stderr

@@ -63,6 +63,10 @@ def test_a_wheel_installed_outside_the_checkout_builds_on_the_base_this_host_has
                             "import forager.images.render as r; print(r.TEMPLATES_DIR)"],
                            check=True, capture_output=True, text=True, cwd=tmp_path).stdout.strip()
     assert where.startswith(str(tmp_path / "venv")), where  # templates are the wheel's, not the checkout's
+    prompt = subprocess.run([str(forager.with_name("python")), "-c",
+                             "from forager.agent.prompts import task_prompt; print(task_prompt('bug', '/testbed'))"],
+                            check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+    assert prompt.startswith("<issue_description>\nbug\n"), prompt  # the prompts ship in the wheel
 
     work, home = tmp_path / "work", tmp_path / "home"
     work.mkdir()

@@ -84,7 +84,7 @@ def test_killed_worker_loses_its_episodes_when_its_lease_runs_out(prepared, vllm
     settings, store, repo = prepared
     args = ["--repo", str(repo), "--tasks", "2", "--episodes-per-task", "2", "--concurrency", "2", "--warm", "0",
             "--llm", vllm_server.url, "--model", vllm_server.model, "--max-turns", "4", "--max-tokens", "32",
-            "--regex", r"<tool: bash>\nsleep 1\n</tool>", "--run", "workers-killed"]
+            "--regex", r"<tool: bash>\nsleep 1\n</tool>", "--name", "workers-killed"]
     lease = {"FORAGER_LEASE_SECONDS": "4"}
     # other "hosts": the same-host dead-pid shortcut does not apply, only the lease
     first = _start(settings, args, FORAGER_WORKER="host-a:1", **lease)

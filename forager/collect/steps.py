@@ -1,0 +1,27 @@
+"""A step of the agent loop as the row the store keeps: the model's call, the tool's result, the tokens."""
+
+from __future__ import annotations
+
+from forager.agent.loop import StepRecord
+from forager.store import Step
+
+
+def step_row(episode_id: int, step: StepRecord) -> Step:
+    decision, result, completion = step.decision, step.result, step.decision.completion
+    row = Step(
+        episode_id=episode_id, index=step.index, model_text=decision.text, assistant_message=decision.assistant_message,
+        tool=decision.call.name if decision.call else None, arguments=decision.call.arguments if decision.call else {},
+        format_error=decision.format_error, observation_messages=step.observation_messages, observation=step.observation,
+        prefix_ok=step.prefix_ok, prefix_divergence=step.prefix_divergence,
+    )
+    if completion is not None:
+        row.prompt_offset, row.prompt_delta_ids = step.prompt_offset, completion.prompt_token_ids[step.prompt_offset :]
+        row.completion_token_ids = completion.completion_token_ids
+        row.logprobs, row.finish_reason = completion.logprobs, completion.finish_reason
+        row.prompt_tokens, row.completion_tokens = completion.prompt_tokens, completion.completion_tokens
+        row.cached_tokens, row.llm_seconds = completion.cached_tokens, round(completion.seconds, 4)
+    if result is not None:
+        row.raw_output, row.output_bytes, row.truncated = result.raw_output, result.output_bytes, result.truncated
+        row.exit_code, row.timed_out, row.tool_error = result.exit_code, result.timed_out, result.error
+        row.env_seconds = round(result.seconds, 4)
+    return row
