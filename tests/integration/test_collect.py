@@ -280,3 +280,29 @@ def test_cli_run_resumes_a_named_run_explicitly_and_refuses_an_unknown_one(env):
     assert "`forager status` lists the runs" in unknown.stderr and store.run_by_name("no-such-run") is None
     both = run_cli(*args, "--run", old.name, "--name", "other", settings=settings)
     assert both.returncode == 2 and "give one of them" in both.stderr
+
+
+def test_cli_a_job_written_as_a_file_runs_again_and_a_stored_run_writes_its_own(env, tmp_path):
+    """`--write-config` writes the job the options describe and runs nothing; `--config` runs it (options given
+    beside it win); `--run NAME --write-config` writes the stored run's job, and `--run NAME` alone resumes it."""
+    settings, store, engine, repo, tasks = env
+    job = tmp_path / "run.toml"
+    written = run_cli("collect", "--repo", str(repo), "--tasks", "1", "--policy", "oracle", "--max-turns", "9",
+                      "--name", "from-a-file", "--write-config", str(job), settings=settings, check=True)
+    assert "wrote the job to" in written.stderr and store.run_by_name("from-a-file") is None
+    text = job.read_text()
+    assert 'policy = "oracle"' in text and "max_turns = 9" in text and 'name = "from-a-file"' in text
+
+    ran = json.loads(run_cli("collect", "--config", str(job), "--json", settings=settings, check=True).stdout)
+    run = store.run_by_name("from-a-file")
+    assert ran["run"] == "from-a-file" and ran["resolved"] == 1 and run.config["limits"]["max_turns"] == 9
+
+    stored = tmp_path / "stored.toml"
+    run_cli("collect", "--run", "from-a-file", "--write-config", str(stored), settings=settings, check=True)
+    back = stored.read_text()
+    assert "max_turns = 9" in back and 'run = "from-a-file"' in back and str(repo) in back
+    again = run_cli("collect", "--run", "from-a-file", "--json", settings=settings, check=True)
+    assert "0 of 1 episodes to run" in again.stderr and json.loads(again.stdout)["run_id"] == run.id
+
+    bad = run_cli("collect", "--config", str(job), "--policy", "nope", settings=settings)
+    assert bad.returncode == 2 and "--policy: Input should be 'llm' or 'oracle'" in bad.stderr
