@@ -14,12 +14,23 @@ One job per module:
     reward.py     how a graded episode ends and its reward (pure)
     steps.py      a loop step as the store's row
     summary.py    CollectSummary, read back from the store
+    job.py        a whole `forager collect` job as one typed value; job files (pure)
+    tasks.py      each repository's tasks for a job; a stored run's job
+
+The names below are loaded when first used, so that a pure module of this package (job.py) can be imported
+without the scheduler's Docker, HTTP and database code.
 """
 
-from forager.collect.config import RUNTIME_FIELDS, CollectConfig
-from forager.collect.reward import episode_reward, graded_exit
-from forager.collect.scheduler import Collector
-from forager.collect.summary import CollectSummary, summarize
+from importlib import import_module
 
-__all__ = ["RUNTIME_FIELDS", "CollectConfig", "CollectSummary", "Collector", "episode_reward", "graded_exit",
-           "summarize"]
+_HOMES = {
+    "RUNTIME_FIELDS": "config", "CollectConfig": "config", "episode_reward": "reward", "graded_exit": "reward",
+    "Collector": "scheduler", "CollectSummary": "summary", "summarize": "summary",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'forager.collect' has no attribute {name!r}")
+    return getattr(import_module(f"forager.collect.{_HOMES[name]}"), name)

@@ -42,8 +42,7 @@ LAYERS: list[set[str]] = [
     {"forager.collect", "forager.repair", "forager.serve", "forager.dev", "forager.example_repo",
      "forager.sdist_repos"},
     # the command line: parsing and printing
-    {"forager.cli", "forager.cli_common", "forager.cli_collect", "forager.cli_dev", "forager.cli_export",
-     "forager.cli_serve", "forager.cli_tasks"},
+    {"forager.cli"},
 ]
 # What a pure module must not load (their own top-level names)
 EDGES = ("docker", "httpx", "sqlmodel", "sqlalchemy")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from forager.cli_common import die, out
+from forager.cli.common import die, out
 from forager.serve import INSTALL_HINT
 
 app = typer.Typer(

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forager.cli_common import (
+from forager.cli.common import (
     DbOption,
     JsonOption,
     builder_for,

@@ -9,7 +9,7 @@ from typing import Annotated, get_args
 import typer
 from rich.table import Table
 
-from forager.cli_common import DbOption, JsonOption, die, out, settings_for, store_for
+from forager.cli.common import DbOption, JsonOption, die, out, settings_for, store_for
 
 EXIT_REASONS = ("submitted", "max_turns", "context_exceeded", "time_limit", "format_errors", "env_error", "llm_error")
 

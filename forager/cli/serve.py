@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forager.cli_common import die, err, out
+from forager.cli.common import die, err, out
 
 
 def serve(

@@ -9,8 +9,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from forager import __version__, cli_collect, cli_dev, cli_export, cli_serve, cli_tasks
-from forager.cli_common import (
+from forager import __version__
+from forager.cli import collect as cli_collect
+from forager.cli import dev as cli_dev
+from forager.cli import export as cli_export
+from forager.cli import serve as cli_serve
+from forager.cli import tasks as cli_tasks
+from forager.cli.common import (
     DbOption,
     JsonOption,
     builder_for,
