@@ -67,27 +67,12 @@ def collect(
     The job is one typed value (forager/collect/job.py): the defaults of its models, then a --config file, then
     the options given here. `--write-config FILE` writes it out; `--config FILE` runs it again.
     """
-    from forager.agent.prompts import prompt_sha256
-    from forager.collect import Collector
-    from forager.collect.job import JobError, job_from, job_toml, read_job_file
-    from forager.collect.tasks import run_job_values, tasks_for
+    from forager.collect.job import job_toml
 
-    options = dict(locals())
     if resume and new_name:
         raise die("--run NAME resumes a run and --name NAME names one: give one of them")
     settings = settings_for(db=db, registry=registry)
-    store = store_for(settings)
-    base: dict = {}
-    if resume:
-        base = run_job_values(store, resume) or {}
-        if not base:
-            raise die(f"--run {resume!r}: no such run in {settings.db}; `forager status` lists the runs")
-    try:
-        if config_file is not None:
-            base = _merged(base, read_job_file(config_file))
-        job = job_from(base, options)
-    except JobError as exc:
-        raise die(str(exc)) from None
+    job = _job(settings, config_file, dict(locals()))
     if write_config is not None:
         try:
             write_config.write_text(job_toml(job))
@@ -96,16 +81,47 @@ def collect(
         err.print(f"wrote the job to {write_config}; run it with `forager collect --config {write_config}`",
                   highlight=False)
         return
-    config = job.collect
-    if config.policy == "llm" and not (config.llm_url and config.model):
+    if job.collect.policy == "llm" and not (job.collect.llm_url and job.collect.model):
         raise die("--policy llm needs --llm URL and --model NAME (e.g. a vLLM server: --llm http://127.0.0.1:8000/v1); "
                   "or run the scripted --policy oracle")
-    refs = read_refs(job.repos, None)
     store, engine, builder = builder_for(settings)  # also sweeps containers of collectors that were killed
+    chosen, failed = _tasks_with_progress(job, settings, store, engine, builder)
+    summary = _episodes_with_progress(job, chosen, settings, store, engine)
+    if as_json:
+        print(json.dumps(summary.model_dump(mode="json"), indent=2))
+    else:
+        print_summary(summary)
+    if summary.cache_warning:
+        err.print(f"[yellow]warning:[/yellow] {summary.cache_warning}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _job(settings, config_file: Path | None, options: dict):
+    """The job of this invocation: the stored run's (with --run), then the file's, then the options given."""
+    from forager.collect.job import JobError, job_from, read_job_file
+    from forager.collect.tasks import run_job_values
+
+    base: dict = {}
+    if options.get("resume"):
+        base = run_job_values(store_for(settings), options["resume"]) or {}
+        if not base:
+            raise die(f"--run {options['resume']!r}: no such run in {settings.db}; `forager status` lists the runs")
+    try:
+        if config_file is not None:
+            base = _merged(base, read_job_file(config_file))
+        return job_from(base, options)
+    except JobError as exc:
+        raise die(str(exc)) from None
+
+
+def _tasks_with_progress(job, settings, store, engine, builder) -> tuple[list, bool]:
+    """Each repository's tasks (a resumed run keeps its own); and whether a repository failed."""
+    from forager.collect.tasks import tasks_for
 
     chosen, failed = [], False
     with stage_progress() as progress:
-        for ref in refs:
+        for ref in read_refs(job.repos, None):
             row = progress.add_task(ref.name, total=None, stage="image")
             try:
                 chosen += tasks_for(ref, job.tasks, job.kind, settings, store, engine, builder,
@@ -121,9 +137,16 @@ def collect(
         chosen = [task for task, _repo in store.tasks(instance_ids=list(resumed.config["tasks"]))]
     if not chosen:
         raise die("no tasks to run (see the errors above)", code=1)
+    return chosen, failed
+
+
+def _episodes_with_progress(job, chosen, settings, store, engine):
+    """The run opened (or resumed) and its pending episodes collected, a progress row per running episode."""
+    from forager.agent.prompts import prompt_sha256
+    from forager.collect import Collector
 
     try:
-        collector = Collector(settings, store, engine, config)
+        collector = Collector(settings, store, engine, job.collect)
     except ValueError as exc:
         raise die(str(exc)) from None
     run = collector.open_run(chosen, job.run or job.name)
@@ -150,20 +173,12 @@ def collect(
 
         collector.on_event = on_event
         try:
-            summary = collector.collect(run, chosen)
+            return collector.collect(run, chosen)
         except KeyboardInterrupt:
             collector.stop.set()
             raise die("interrupted: finished episodes are stored; run the same command again to resume", code=130) from None
         finally:
             collector.close()
-    if as_json:
-        print(json.dumps(summary.model_dump(mode="json"), indent=2))
-    else:
-        print_summary(summary)
-    if summary.cache_warning:
-        err.print(f"[yellow]warning:[/yellow] {summary.cache_warning}", highlight=False, soft_wrap=True)
-    if failed:
-        raise typer.Exit(1)
 
 
 def _default(path: str) -> str:
