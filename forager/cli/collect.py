@@ -12,6 +12,7 @@ from rich.table import Table
 from forager.cli.common import (
     DbOption,
     JsonOption,
+    RegistryOption,
     builder_for,
     die,
     err,
@@ -58,7 +59,7 @@ def collect(
     warm: Annotated[int | None, typer.Option("--warm", help="sandboxes started ahead (default: --concurrency; 0: none)")] = None,
     resume: Annotated[str | None, typer.Option("--run", help="resume this existing run (`forager status` lists them): its stored job, changed by any option given here")] = None,
     new_name: Annotated[str | None, typer.Option("--name", help="name of the run (default: derived from the configuration, tasks and prompts, so a rerun resumes)")] = None,
-    registry: Annotated[str | None, typer.Option("--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): images are pulled instead of built, and pushed after a build")] = None,
+    registry: RegistryOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -23,6 +23,9 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DbOption = Annotated[str | None, typer.Option("--db", help="store URL (default: FORAGER_DB or SQLite in trajectories/)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON instead of tables")]
+RegistryOption = Annotated[str | None, typer.Option(
+    "--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): built images are pushed, missing ones "
+    "pulled instead of rebuilt")]
 
 
 def settings_for(**overrides) -> Settings:

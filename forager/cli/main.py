@@ -18,6 +18,7 @@ from forager.cli import tasks as cli_tasks
 from forager.cli.common import (
     DbOption,
     JsonOption,
+    RegistryOption,
     builder_for,
     die,
     engine_for,
@@ -51,7 +52,7 @@ def build_images(
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="parallel builds")] = None,
     ca_bundle: Annotated[Path | None, typer.Option("--ca-bundle", help="CA bundle for TLS-intercepting proxies")] = None,
     test_timeout: Annotated[int | None, typer.Option("--test-timeout", help="seconds per test-suite run")] = None,
-    registry: Annotated[str | None, typer.Option("--registry", help="HOST:PORT of an image registry (or FORAGER_REGISTRY): built images are pushed, missing ones pulled instead of rebuilt")] = None,
+    registry: RegistryOption = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="resolve dependencies and Python as of: commit (its date, the default), latest, or a day YYYY-MM-DD")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
