@@ -56,6 +56,8 @@ demo: base-image serve-cpu
 	scripts/demo-collect.sh $(FORAGER) $(DEMO_REPO)
 	$(FORAGER) export --format sft --out trajectories/demo-sft.jsonl
 	$(FORAGER) export --format rl --out trajectories/demo-rl.parquet
+	$(FORAGER) trace --repo $(DEMO_REPO) --limit 10 --pairs 1
+	$(FORAGER) export --format trace --out trajectories/demo-traces.jsonl
 	$(FORAGER) status
 
 # The store's PostgreSQL tests use this server (started by scripts/ensure-postgres.sh); the registry and

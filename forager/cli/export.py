@@ -15,7 +15,7 @@ EXIT_REASONS = ("submitted", "max_turns", "context_exceeded", "time_limit", "for
 
 
 def export(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="sft, rl, cwm, steps or swebench-preds")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="sft, rl, cwm, steps, swebench-preds or trace")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="output file: .jsonl or .parquet")],
     run: Annotated[str | None, typer.Option("--run", help="only this run (by name)")] = None,
     repo: Annotated[str | None, typer.Option("--repo", help="only this repository (name or URL)")] = None,
@@ -33,10 +33,17 @@ def export(
     seed: Annotated[int, typer.Option("--seed", help="cwm: seed of the observation mask")] = 0,
     workers: Annotated[int | None, typer.Option("--workers", min=1,
                                                 help="processes for a JSONL export (default: one per core, up to 8)")] = None,
+    image: Annotated[int | None, typer.Option("--image", help="trace: only this image (by id)")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="trace: only this task's bug/fix traces (instance id)")] = None,
+    min_events: Annotated[int | None, typer.Option("--min-events", min=0, help="trace: at least this many line events")] = None,
+    max_events: Annotated[int | None, typer.Option("--max-events", min=0, help="trace: at most this many line events")] = None,
+    include_nondeterministic: Annotated[bool, typer.Option(
+        "--include-nondeterministic", help="trace: keep traces that differed between two runs of their test")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write finished episodes as training data (JSONL or Parquet by the --out suffix) and print what went in."""
+    """Write finished episodes (or, with --format trace, execution traces) as training data (JSONL or Parquet by the
+    --out suffix) and print what went in."""
     from forager.export.cwm import CwmOptions
     from forager.export.run import ExportRequest, FormatName
     from forager.export.run import export as run_export
@@ -44,7 +51,7 @@ def export(
     from forager.export.writer import SUFFIXES
     from forager.store.stream import EpisodeFilters
 
-    formats = get_args(FormatName)
+    formats = (*get_args(FormatName), "trace")
     if fmt not in formats:
         raise die(f"--format {fmt!r}: choose {', '.join(formats)}")
     if out_path.suffix not in SUFFIXES:
@@ -55,6 +62,10 @@ def export(
     if unknown:
         raise die(f"--exit-reason {unknown[0]!r}: choose from {', '.join(EXIT_REASONS)}")
     store = store_for(settings_for(db=db))
+    if fmt == "trace":
+        _export_traces(store, out_path, repo, image, task, min_events, max_events, dedup, include_nondeterministic,
+                       limit, as_json)
+        return
     if run is not None and store.run_by_name(run) is None:
         names = ", ".join(r.name for r in store.runs()) or "none yet"
         raise die(f"--run {run!r}: no such run (runs: {names})")
@@ -81,4 +92,29 @@ def export(
         " ".join(f"{name}:{count}" for name, count in stats.dropped.items()) + f" (of {stats.finished} finished)",
         str(stats.bytes), f"{stats.seconds:.2f}", f"{stats.steps_per_second:.0f}",
     )
+    out.print(table)
+
+
+def _export_traces(store, out_path: Path, repo, image, task, min_events, max_events, dedup, include_nondeterministic,
+                   limit, as_json: bool) -> None:
+    from forager.export.traces import TraceExportRequest, export_traces
+
+    if task is not None and store.task(task) is None:
+        raise die(f"--task {task!r}: no such task (see `forager tasks list`)")
+    request = TraceExportRequest(out=out_path, repo=repo, image_id=image, task=task, min_events=min_events,
+                                 max_events=max_events, dedup=dedup, include_nondeterministic=include_nondeterministic,
+                                 limit=limit)
+    try:
+        stats = export_traces(store, request)
+    except OSError as exc:
+        raise die(f"--out {out_path}: {exc.strerror or exc}") from None
+    if as_json:
+        print(json.dumps(stats.model_dump(mode="json"), indent=2))
+        return
+    table = Table(title=f"export trace -> {stats.out}")
+    for column in ("rows", "pairs", "line events", "dropped", "bytes", "bytes/event", "seconds"):
+        table.add_column(column, overflow="fold")
+    table.add_row(str(stats.rows), str(stats.pairs), str(stats.line_events),
+                  " ".join(f"{k}:{v}" for k, v in stats.dropped.items()) or "0", str(stats.bytes),
+                  f"{stats.bytes_per_event:.0f}", f"{stats.seconds:.2f}")
     out.print(table)

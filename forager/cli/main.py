@@ -15,6 +15,7 @@ from forager.cli import dev as cli_dev
 from forager.cli import export as cli_export
 from forager.cli import serve as cli_serve
 from forager.cli import tasks as cli_tasks
+from forager.cli import trace as cli_trace
 from forager.cli.common import (
     DbOption,
     JsonOption,
@@ -43,6 +44,7 @@ app.command("collect")(cli_collect.collect)
 app.add_typer(cli_dev.app, name="dev")
 app.command("serve")(cli_serve.serve)
 app.command("export")(cli_export.export)
+app.command("trace")(cli_trace.trace)
 
 
 @app.command("build-images")
@@ -117,16 +119,21 @@ def status(
     db: DbOption = None,
     as_json: JsonOption = False,
     image: Annotated[int | None, typer.Option("--image", help="show one image's per-test baseline")] = None,
+    traces: Annotated[bool, typer.Option("--traces", help="list the traced tests (with --image: that image's)")] = False,
 ) -> None:
-    """Show the images in the store; with --image ID, that image's per-test baseline."""
+    """Show the images in the store; with --image ID, that image's per-test baseline; with --traces, the tests traced."""
     settings = settings_for(db=db)
     store = store_for(settings)
+    if traces:
+        _print_traced(store, image, as_json)
+        return
     if image is not None:
         _print_baseline(store, image, as_json)
         return
     rows = store.images()
     tasks = task_counts(store.tasks())
     episodes = store.episode_counts()
+    traced = store.trace_counts()
     disk = _disk_usage(settings, store)
     if as_json:
         payload = {
@@ -135,6 +142,7 @@ def status(
             ],
             "tasks": tasks,
             "episodes": episodes,
+            "traces": traced,
             "disk": disk.model_dump(mode="json"),
         }
         print(json.dumps(payload, indent=2))
@@ -178,6 +186,29 @@ def status(
             table.add_row(entry["run"], entry["policy"], entry["model"] or "", entry["status"], str(entry["episodes"]),
                           str(entry["resolved"]), str(entry["steps"]))
         out.print(table)
+    if traced:
+        table = Table(title="traces", caption="`forager status --traces` lists the tests traced")
+        for column in ("image", "repo", "tests traced", "tasks", "traces", "dropped", "non-deterministic"):
+            table.add_column(column)
+        for entry in traced:
+            table.add_row(str(entry["image_id"]), entry["repo"], str(entry["tests"]), str(entry["tasks"]),
+                          str(entry["traces"]), str(entry["dropped"]), str(entry["nondeterministic"]))
+        out.print(table)
+
+
+def _print_traced(store: Store, image_id: int | None, as_json: bool) -> None:
+    rows = store.traced_tests(image_id=image_id)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    table = Table(title="traced tests" + (f" of image {image_id}" if image_id is not None else ""))
+    for column in ("image", "subject", "test", "status", "traces", "dropped", "det.", "why"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        det = "" if r.deterministic is None else ("yes" if r.deterministic else "[red]no[/red]")
+        dropped = " ".join(f"{k}:{v}" for k, v in sorted((r.dropped or {}).items()))
+        table.add_row(str(r.image_id), r.subject, r.test_id, r.status, str(r.traces), dropped, det, r.reason or "")
+    out.print(table)
 
 
 def _print_baseline(store: Store, image_id: int, as_json: bool) -> None:

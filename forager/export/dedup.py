@@ -29,9 +29,14 @@ def action_shingles(bundle: EpisodeBundle) -> set[bytes]:
         words.append(f"<{step.tool}>")
         for value in step.arguments.values():
             words += _WORD.findall(value)
-    if len(words) < SHINGLE_WORDS:
+    return word_shingles(words)
+
+
+def word_shingles(words: list[str], size: int = SHINGLE_WORDS) -> set[bytes]:
+    """Runs of `size` words (a shorter text is one shingle)."""
+    if len(words) < size:
         return {" ".join(words).encode()}
-    return {" ".join(words[i : i + SHINGLE_WORDS]).encode() for i in range(len(words) - SHINGLE_WORDS + 1)}
+    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
 
 
 class NearDuplicates:
@@ -43,13 +48,16 @@ class NearDuplicates:
         self.signatures: dict[str, MinHash] = {}
 
     def seen(self, bundle: EpisodeBundle) -> bool:
+        return self.seen_shingles(bundle.repo, str(bundle.episode.id), action_shingles(bundle))
+
+    def seen_shingles(self, group: str, key: str, shingles: set[bytes]) -> bool:
+        """True when an item kept earlier in `group` is a near-duplicate of these shingles; else it is kept."""
         signature = MinHash(num_perm=self.num_perm)
-        signature.update_batch(list(action_shingles(bundle)))
-        index = self.indexes.setdefault(bundle.repo, MinHashLSH(threshold=self.threshold, num_perm=self.num_perm))
+        signature.update_batch(list(shingles))
+        index = self.indexes.setdefault(group, MinHashLSH(threshold=self.threshold, num_perm=self.num_perm))
         # why: LSH candidates are approximate; the estimate decides, so distinct ones are never dropped by banding luck
-        if any(signature.jaccard(self.signatures[key]) >= self.threshold for key in index.query(signature)):
+        if any(signature.jaccard(self.signatures[kept]) >= self.threshold for kept in index.query(signature)):
             return True
-        key = str(bundle.episode.id)
         index.insert(key, signature)
         self.signatures[key] = signature
         return False

@@ -15,10 +15,15 @@ from sqlmodel import Session, create_engine, select
 from forager.models import BaselineEntry
 from forager.store import migrations
 from forager.store.episodes import EpisodeStore
+from forager.store.traces import TraceStore
 from forager.jsontext import parse
-from forager.store.tables import BaselineTest, CallMap, Episode, Image, Repo, Run, Step, Task, utcnow
+from forager.store.tables import (
+    BaselineTest, CallMap, Episode, Image, Repo, Run, Step, Task, Trace, TracedTest, utcnow,
+)
 
-__all__ = ["Store", "Repo", "Image", "BaselineTest", "CallMap", "Task", "Run", "Episode", "Step"]
+__all__ = [
+    "Store", "Repo", "Image", "BaselineTest", "CallMap", "Task", "Run", "Episode", "Step", "TracedTest", "Trace",
+]
 
 
 def _json_text(value) -> str:
@@ -53,7 +58,7 @@ def _engine_for(url: str) -> Engine:
     return engine
 
 
-class Store(EpisodeStore):
+class Store(EpisodeStore, TraceStore):
     """Everything forager persists goes through here; each method is one short transaction."""
 
     def __init__(self, url: str):

@@ -234,3 +234,63 @@ class Step(SQLModel, table=True):
     reward: float = 0.0
     done: bool = False
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class TracedTest(SQLModel, table=True):
+    """One test traced in an image (or in a task's buggy or fixed state) by one tracer version: what a rerun
+    skips. Its function-level traces are rows of `traces`."""
+
+    __tablename__ = "traced_tests"
+    __table_args__ = (UniqueConstraint("image_id", "subject", "test_id", "tracer_version", name="uq_traced_test"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    image_id: int = Field(foreign_key="images.id", index=True)
+    task_id: int | None = Field(default=None, foreign_key="tasks.id", index=True)
+    variant: str = "suite"  # suite | bug | fix
+    subject: str = "suite"  # "suite", or "task:ID:bug" / "task:ID:fix": what the uniqueness is over
+    test_id: str = Field(sa_column=Column(Text, nullable=False))
+    tracer_version: str
+    python_version: str | None = None
+    seed: int | None = None
+    depth: int = 1
+    status: str = Field(default="traced", index=True)  # traced | cut | dropped | failed
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    test_status: str | None = None  # the test's own outcome in the traced run
+    raw_events: int = 0
+    line_events: int = 0
+    traces: int = 0  # function-level traces kept
+    dropped: dict = Field(default_factory=dict, sa_column=Column(JSON))  # function-level traces dropped, by reason
+    deterministic: bool | None = None  # all its traces the same in a second run (None: not checked)
+    bug_line_seen: bool | None = None  # variant bug: a line the fix touches ran in this test's buggy trace
+    seconds: float = 0.0  # the traced test's own time (JUnit: setup, call and teardown) in the first run
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Trace(SQLModel, table=True):
+    """One function-level execution trace: an activation of a repository function with its nested calls, as CWM
+    text and as structured events."""
+
+    __tablename__ = "traces"
+
+    id: int | None = Field(default=None, primary_key=True)
+    traced_test_id: int = Field(foreign_key="traced_tests.id", index=True)
+    image_id: int = Field(foreign_key="images.id", index=True)
+    task_id: int | None = Field(default=None, foreign_key="tasks.id", index=True)
+    variant: str = "suite"
+    test_id: str = Field(sa_column=Column(Text, nullable=False))
+    path: str
+    qualname: str
+    ordinal: int = 0
+    depth: int = 1
+    line_events: int = 0
+    events_count: int = 0
+    bytes: int = 0  # of the CWM text, UTF-8
+    sha256: str = Field(index=True)  # of the CWM text
+    text: str = Field(sa_column=Column(Text, nullable=False))  # the CWM serialisation: context, then frames
+    context: str = Field(default="", sa_column=Column(Text))
+    events: list = Field(default_factory=list, sa_column=Column(JSON))  # structured TraceEvent dicts
+    return_value: str | None = Field(default=None, sa_column=Column(Text))
+    raised: str | None = Field(default=None, sa_column=Column(Text))
+    return_checked: bool | None = None
+    deterministic: bool | None = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -329,3 +329,69 @@ def file_changes(diff: str) -> list[FileChange]:
             change.hunks.append(("\n".join(old), "\n".join(new)))
         changes.append(change)
     return changes
+
+
+_HUNK_START_RE = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+
+
+def fix_lines(diff: str) -> dict[str, set[int]]:
+    """Per file (its old name), the old-side lines a diff removes or changes: the lines of the state before it.
+
+    A run of added lines with no removed line next to it changes no old line; the old lines right before
+    and after the insertion point stand for it (the code around it is what lacked the addition). A file
+    the diff creates has no old lines and is left out, as is a file none of whose lines are touched.
+    """
+    touched: dict[str, set[int]] = {}
+    for section in _sections(diff)[1]:
+        path = section.old if section.old not in (None, _DEV_NULL) else section.path
+        if section.old == _DEV_NULL or not path:
+            continue
+        lines: set[int] = set()
+        for start, markers in _hunk_markers(section.lines):
+            lines |= _old_lines_touched(start, markers)
+        if lines:
+            touched.setdefault(path, set()).update(lines)
+    return touched
+
+
+def _hunk_markers(lines: list[str]) -> list[tuple[int, list[str]]]:
+    """(first old line, the body lines' markers) of each hunk of a section, bodies read by the header's counts."""
+    hunks: list[tuple[int, list[str]]] = []
+    old_left = new_left = 0
+    for line in lines:
+        if old_left > 0 or new_left > 0:
+            taken, old_left, new_left = _hunk_line(line, old_left, new_left)
+            if taken:
+                hunks[-1][1].append(line[:1])
+                continue
+            old_left = new_left = 0
+        hunk = _HUNK_START_RE.match(line)
+        if hunk:
+            old_left, new_left = int(hunk.group(2) or "1"), int(hunk.group(3) or "1")
+            # why: a hunk with no old lines ("-5,0") names the line the insertion follows, not the next one
+            start = int(hunk.group(1)) + (1 if old_left == 0 else 0)
+            hunks.append((start, []))
+    return hunks
+
+
+def _old_lines_touched(start: int, markers: list[str]) -> set[int]:
+    touched: set[int] = set()
+    old = start
+    run: list[str] = []  # the markers of the current run of -/+ lines
+    run_start = start
+    for marker in [*markers, " "]:  # why: the closing context line ends the last run
+        if marker == "\\":
+            continue
+        if marker in ("-", "+"):
+            if not run:
+                run_start = old
+            run.append(marker)
+            if marker == "-":
+                touched.add(old)
+                old += 1
+            continue
+        if run and "-" not in run:
+            touched.update(line for line in (run_start - 1, run_start) if line >= 1)
+        run = []
+        old += 1
+    return touched

@@ -1,0 +1,114 @@
+"""`forager trace` on the example repository: a sample of its suite and one task's bug/fix pair traced in real
+containers, stored, resumed, checked and exported (JSONL and Parquet, read back with `datasets`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forager.traces import cwm
+from forager.traces.run import TRACER_VERSION
+
+from .conftest import example_tasks, run_cli
+
+LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory, engine):
+    settings, store, _builder, repo, tasks = example_tasks(tmp_path_factory.mktemp("trace-env"), engine, mutate=1,
+                                                            mine=False)
+    suite = run_cli("trace", "--repo", str(repo), "--limit", str(LIMIT), "--json", settings=settings, check=True)
+    task = tasks[0]
+    pair = run_cli("trace", "--task", task.instance_id, "--json", settings=settings, check=True)
+    return settings, store, repo, task, json.loads(suite.stdout), json.loads(pair.stdout)
+
+
+def test_a_sample_of_the_suite_becomes_function_level_traces(traced):
+    _settings, store, _repo, _task, suite, _pair = traced
+    (report,) = suite
+    assert report["subject"] == "suite" and report["tests"] == LIMIT and report["traced"] == LIMIT, report
+    assert report["traces"] > LIMIT and report["nondeterministic"] == 0, report
+    tests = store.traced_tests(image_id=report["image_id"])
+    assert {t.tracer_version for t in tests} == {TRACER_VERSION} and {t.python_version for t in tests} == {"3.11"}
+    traces = [t for t in _traces(store) if t.variant == "suite"]
+    assert len(traces) == report["traces"]
+    for trace in traces:
+        parsed = cwm.parse(trace.text)
+        assert [(f.kind, f.locals, f.source, f.value) for f in parsed.frames] == [
+            (e["kind"], e.get("locals", {}), e["source"], e.get("value")) for e in trace.events]
+        assert "# << START_OF_TRACE" in parsed.context.splitlines()[0] or any(
+            line.rstrip().endswith("# << START_OF_TRACE") and line.lstrip().startswith(("def ", "async def "))
+            for line in parsed.context.splitlines())
+        assert trace.events[0]["kind"] == "call" and trace.events[-1]["kind"] in ("return", "exception")
+        # only the repository's code is stepped through: tests' frames are not entry points, outside code is a
+        # call and a return
+        assert trace.path.startswith("src/ledger/"), trace.path
+        assert all(e["kind"] in ("call", "return") for e in trace.events if e.get("path", "").startswith("/"))
+        assert trace.deterministic is True and trace.return_checked is not False
+    # a test that binds what a function returns saw the value its trace shows
+    assert any(t.return_checked for t in traces)
+
+
+def test_a_rerun_traces_nothing_twice(traced):
+    settings, store, repo, _task, suite, _pair = traced
+    before = len(_traces(store))
+    again = run_cli("trace", "--repo", str(repo), "--limit", str(LIMIT), "--json", settings=settings, check=True)
+    (report,) = json.loads(again.stdout)
+    assert report["skipped"] == LIMIT and report["traced"] == 0 and report["traces"] == 0, report
+    assert len(_traces(store)) == before
+
+
+def test_a_task_is_traced_with_its_bug_and_with_its_fix(traced):
+    _settings, store, _repo, task, _suite, pair = traced
+    bug, fix = pair
+    assert (bug["subject"], fix["subject"]) == (f"task:{task.id}:bug", f"task:{task.id}:fix")
+    assert bug["tests"] == fix["tests"] == len(task.fail_to_pass)
+    assert bug["bug_line_seen"] == bug["traced"] > 0, bug  # the line the fix changes ran in the buggy run
+    statuses = {(t.variant, t.test_id): t.test_status for t in store.traced_tests(task_id=task.id)}
+    assert {statuses[("bug", t)] for t in task.fail_to_pass} == {"failed"}
+    assert {statuses[("fix", t)] for t in task.fail_to_pass} == {"passed"}
+    pairs = store.trace_pairs()
+    by_id = {t.id: t for t in _traces(store)}
+    mutated = [t for t in by_id.values() if t.task_id == task.id and t.variant == "bug" and t.qualname == task.symbol]
+    assert mutated, f"no trace of the mutated function {task.symbol}"
+    changed = [t for t in mutated if t.id in pairs and by_id[pairs[t.id]].text != t.text]
+    assert changed, "the bug and the fix gave the same trace of the function the bug is in"
+
+
+def test_traces_export_as_jsonl_and_parquet_that_datasets_loads(traced, tmp_path):
+    import datasets  # the test extra has it
+    settings, store, _repo, task, _suite, _pair = traced
+    kept = [t for t in _traces(store) if t.deterministic is not False and t.return_checked is not False]
+    for suffix in ("jsonl", "parquet"):
+        out = tmp_path / f"traces.{suffix}"
+        proc = run_cli("export", "--format", "trace", "--out", str(out), "--json", settings=settings, check=True)
+        stats = json.loads(proc.stdout)
+        assert stats["rows"] == len(kept) and stats["pairs"] > 0 and stats["bytes_per_event"] > 0, stats
+        rows = datasets.load_dataset("json" if suffix == "jsonl" else "parquet", data_files=str(out), split="train")
+        assert rows.num_rows == len(kept)
+        first = rows[0]
+        assert first["text"].startswith(cwm.TRACE_CONTEXT_START) and first["events"][0]["kind"] == "call"
+        assert {r for r in rows["variant"]} == {"suite", "bug", "fix"}
+    only_task = tmp_path / "task.jsonl"
+    proc = run_cli("export", "--format", "trace", "--task", task.instance_id, "--min-events", "1", "--out",
+                   str(only_task), "--json", settings=settings, check=True)
+    rows = [json.loads(line) for line in only_task.read_text().splitlines()]
+    assert rows and all(r["task"] == task.instance_id and r["line_events"] >= 1 for r in rows)
+    assert all(r["pair_id"] is not None for r in rows if r["qualname"] == task.symbol)
+    status = json.loads(run_cli("status", "--json", settings=settings, check=True).stdout)
+    (entry,) = status["traces"]
+    assert entry["traces"] == len(_traces(store)) and entry["tasks"] == 1
+
+
+def test_bad_trace_input_gets_one_clear_line(traced):
+    settings, *_ = traced
+    for args, named in ((("trace",), "one of --repo"), (("trace", "--task", "no-such-task"), "--task 'no-such-task'"),
+                        (("trace", "--image", "999"), "--image 999")):
+        proc = run_cli(*args, settings=settings)
+        assert proc.returncode == 2 and named in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def _traces(store):
+    return [trace for trace, *_ in store.iter_traces()]
