@@ -360,7 +360,7 @@ class Recorder:
         if record is None:
             return {"test": "", "outcome": "dropped", "reason": "stop without start", "seconds": 0.0, "codes": [],
                     "events": [], "lines": {}, "files": {}}
-        sys.settrace(None)
+        sys.settrace(self._previous)
         self._previous = None
         record["seconds"] = round(time.perf_counter() - self._started, 6)
         # why tuples while recording: a tuple of untracked values leaves the garbage collector's lists
