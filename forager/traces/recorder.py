@@ -19,13 +19,14 @@ What is followed (sys.settrace, the calling thread only: threads a test starts a
   of it such as .venv) only where a repository (not test) frame calls it directly: a call event with its
   arguments and a return event with its value, nothing inside it. Code without a .py file is never followed
   ("<string>", exec'd text), except the standard library modules Python 3.11+ freezes ("<frozen posixpath>"),
-  which are read from their file.
+  which are read from their file. The function that calls `start` is not followed either.
 
 Values are reprs cut to `repr_limit` characters, containers to MAX_ITEMS items and a few levels, memory
 addresses removed so a trace reads the same on every run. A `__repr__` that raises gives
 `<Type repr raised Error>`. The tracer never breaks a test: an error of its own drops the record and
 stops tracing; an interruption (a deadline's alarm, Ctrl-C) while it runs drops the record and goes on
-up to the test; past `max_events` events the record is cut and tracing stops.
+up to the test; past `max_events` events the record is cut and tracing stops; a test that sets its own
+trace function (sys.settrace) gets a dropped record.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ _ATOMIC = frozenset({int, float, bool, type(None), str, bytes, complex})
 # builtins.repr of these is short and cannot run user code (an int past Python 3.11's digit limit raises ValueError)
 _PLAIN = frozenset({int, float, bool, type(None), complex})
 _STR_ONLY = frozenset({str})
+# equal values of these types have equal reprs, and == between two of them runs no user code (not float: -0.0 == 0.0)
+_EXACT = frozenset({int, bool, type(None), str})
+_SHORT = 8  # a sequence up to this long is cheaper to repr again than to compare with its memo
+_MEMO_SIZE = 1024
 _NO_OBJECT = object()  # stands for "no reference kept" in an activation's previous values
 _SELF = os.path.realpath(__file__)
 if _SELF.endswith((".pyc", ".pyo")):
@@ -230,13 +235,21 @@ class _SafeRepr(reprlib.Repr):
         return text
 
 
-def make_safe_repr(limit: int = REPR_LIMIT):
-    """A function value -> its repr: never raises an Exception, at most `limit` characters plus CUT_MARKER."""
+def make_safe_repr(limit: int = REPR_LIMIT, memo: dict | None = None):
+    """A function value -> its repr: never raises an Exception, at most `limit` characters plus CUT_MARKER.
+
+    `memo` (id of a list or tuple -> what its text was made from) spares the repr of a longer sequence of
+    ints, strings, bools and Nones whose shown items are the same as last time: for those types equal items
+    have equal reprs, and comparing them runs no user code. Only such items are kept referenced.
+    """
     formatter = _SafeRepr(limit)
     repr1 = formatter.repr1
     level = formatter.maxlevel
     plain = _PLAIN
+    exact = _EXACT
     cut = CUT_MARKER
+    if memo is None:
+        memo = {}
 
     def safe_repr(value):
         kind = type(value)
@@ -245,8 +258,24 @@ def make_safe_repr(limit: int = REPR_LIMIT):
                 text = builtins.repr(value)
             elif kind is str:
                 text = builtins.repr(value if len(value) <= limit else value[:limit + 1])
-            elif (kind is list or kind is tuple) and len(value) <= MAX_ITEMS and set(map(type, value)) <= plain:
-                text = builtins.repr(value)  # why first: the most common container, in C
+            elif kind is list or kind is tuple:
+                count = len(value)
+                if count <= _SHORT:
+                    # why first: the most common container; its items' reprs made in C
+                    text = builtins.repr(value) if set(map(type, value)) <= plain else repr1(value, level)
+                else:
+                    head = value[:MAX_ITEMS]  # a copy for a list
+                    types = tuple(map(type, head))
+                    key = id(value)
+                    seen = memo.get(key)
+                    if seen is not None and seen[0] == types and seen[2] == (count > MAX_ITEMS) and seen[1] == head:
+                        text = seen[3]
+                    else:
+                        text = repr1(value, level)
+                        if exact.issuperset(types) and (str not in types or _small_strings(head)):
+                            if len(memo) >= _MEMO_SIZE:
+                                memo.clear()
+                            memo[key] = (types, head, count > MAX_ITEMS, text)
             else:
                 text = repr1(value, level)
         except Exception as exc:  # an int past the digit limit, a broken __repr__ deep in a container, ...
@@ -270,7 +299,8 @@ class Recorder:
         self._base = os.getcwd()
         self.max_events = max_events
         self.repr_limit = repr_limit
-        self._safe_repr = make_safe_repr(repr_limit)
+        self._memo = {}
+        self._safe_repr = make_safe_repr(repr_limit, self._memo)
         # id(code) -> [kind or None, code info without id, record number, id in that record, absolute path, code]
         # why by id with the code object kept: code objects compare by content, not by file, so two identical
         # functions at the same line of two files would share an entry; holding the code keeps its id unique
@@ -280,6 +310,7 @@ class Recorder:
         self._generation = 0
         self._record = None
         self._previous = None
+        self._tracer = None
         self._active = None
         self._started = 0.0
 
@@ -349,10 +380,14 @@ class Recorder:
                   "events": [], "lines": {}, "files": {}}
         self._record = record
         self._active = {}
+        # why: the code calling start() is the plugin's; a hook wrapper (a generator) resumed to call stop() would
+        # otherwise be followed when the plugin lives under the root
+        caller = sys._getframe(1).f_code
+        self._codes[id(caller)] = [None, None, -1, -1, "", caller]
         self._previous = sys.gettrace()
         self._started = time.perf_counter()
-        tracer = self._make_tracer(record)
-        sys.settrace(tracer)
+        self._tracer = self._make_tracer(record)
+        sys.settrace(self._tracer)
 
     def stop(self) -> dict:
         """Stop recording; the record in the RawTestTrace shape. Restores the previous trace function."""
@@ -360,12 +395,17 @@ class Recorder:
         if record is None:
             return {"test": "", "outcome": "dropped", "reason": "stop without start", "seconds": 0.0, "codes": [],
                     "events": [], "lines": {}, "files": {}}
+        if record["outcome"] == "complete" and sys.gettrace() is not self._tracer:
+            record["outcome"] = "dropped"
+            record["reason"] = "the test replaced the trace function"
         sys.settrace(self._previous)
         self._previous = None
+        self._tracer = None
         record["seconds"] = round(time.perf_counter() - self._started, 6)
         # why tuples while recording: a tuple of untracked values leaves the garbage collector's lists
         record["events"] = [list(event) for event in record["events"]]
         self._release()
+        self._memo.clear()
         self._record = None
         return record
 
@@ -549,6 +589,10 @@ class Recorder:
                 raise
 
         return tracer
+
+
+def _small_strings(items) -> bool:
+    return sum(len(item) for item in items if type(item) is str) <= 4096
 
 
 def _describe(exc: BaseException) -> str:
