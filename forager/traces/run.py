@@ -49,6 +49,12 @@ _RECORDER = Recorder(os.getcwd(), max_events={max_events})
 _OUT = os.path.join(os.environ["FORAGER_OUT_DIR"], "{prefix}%d.jsonl" % os.getpid())
 
 
+def pytest_configure(config):
+    # a test the tracer stopped (a __repr__ that never ends, past the deadline) fails; pytest's own tracebacks
+    # would show each frame's arguments with repr and hang on that same object: Python's tracebacks show none
+    config.option.tbstyle = "native"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     _RECORDER.start(item.nodeid)

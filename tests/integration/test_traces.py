@@ -112,3 +112,144 @@ def test_bad_trace_input_gets_one_clear_line(traced):
 
 def _traces(store):
     return [trace for trace, *_ in store.iter_traces()]
+
+
+AWKWARD = '''\
+import asyncio
+
+
+def countdown(n):
+    while n > 0:
+        yield n
+        n -= 1
+
+
+async def double_later(x):
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+def fact(n):
+    return 1 if n <= 1 else n * fact(n - 1)
+
+
+def safe_div(a, b):
+    try:
+        return a / b
+    except ZeroDivisionError:
+        return None
+
+
+def must_be_positive(x):
+    if x <= 0:
+        raise ValueError("not positive: %r" % (x,))
+    return x
+
+
+class Loud:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+class Endless:
+    def __repr__(self):
+        while True:
+            pass
+
+
+def hold(value):
+    kept = [value]
+    return len(kept)
+'''
+AWKWARD_TESTS = '''\
+import asyncio
+
+import pytest
+
+from awk import Endless, Loud, countdown, double_later, fact, hold, must_be_positive, safe_div
+
+
+def test_generator():
+    assert list(countdown(3)) == [3, 2, 1]
+
+
+def test_coroutine():
+    assert asyncio.run(double_later(4)) == 8
+
+
+def test_recursion():
+    result = fact(5)
+    assert result == 120
+
+
+def test_caught():
+    assert safe_div(1, 0) is None
+
+
+def test_uncaught():
+    with pytest.raises(ValueError):
+        must_be_positive(-1)
+
+
+def test_repr_raises():
+    assert hold(Loud()) == 1
+
+
+def test_repr_never_ends():
+    assert hold(Endless()) == 1
+'''
+
+
+def test_awkward_code_gives_valid_traces_or_a_clean_skip(tmp_path, engine):
+    """Generators, coroutines, recursion, exceptions caught and uncaught, a __repr__ that raises and one that
+    never ends, traced in a real container: every trace parses back, and the endless repr costs its test only."""
+    import subprocess
+
+    from forager.images.pipeline import ImageBuilder
+    from forager.models import RepoRef
+    from forager.store import Store
+    from forager.traces.run import TraceOptions, Tracer, passing_tests, select_tests, suite_subject
+
+    from .conftest import module_settings
+
+    repo = tmp_path / "awk"
+    (repo / "src" / "awk").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "src" / "awk" / "__init__.py").write_text(AWKWARD)
+    (repo / "tests" / "test_awk.py").write_text(AWKWARD_TESTS)
+    (repo / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "awk"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n\n'
+        '[project.optional-dependencies]\ntest = ["pytest>=7"]\n')
+    identity = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), *identity, "commit", "-q", "-m", "awk"], check=True)
+    settings = module_settings(tmp_path)
+    store = Store(settings.db)
+    built = ImageBuilder(settings, store, engine).build(RepoRef(url=str(repo)))
+    assert built.status == "ready" and built.passed == 7, built.message
+    image = store.image(built.image_id)
+    tests = select_tests(passing_tests(store, image.id), selector=None, limit=10, seed=0)
+    report = Tracer(settings, store, engine).trace(suite_subject(image, settings, tests),
+                                                   TraceOptions(depth=2, case_timeout=5))
+    rows = {t.test_id.rsplit("::", 1)[1]: t for t in store.traced_tests(image_id=image.id)}
+    endless = rows.pop("test_repr_never_ends")
+    assert endless.status == "dropped" and "interrupted" in endless.reason and endless.traces == 0, endless
+    assert {name: row.status for name, row in rows.items()} == {name: "traced" for name in rows}
+    assert report.nondeterministic == 0, report
+    traces = {}
+    for trace, *_ in store.iter_traces(image_id=image.id):
+        parsed = cwm.parse(trace.text)
+        assert len(parsed.frames) == trace.events_count and "0x" not in trace.text
+        traces.setdefault(trace.qualname, []).append(trace)
+    assert len(traces["countdown"]) == 4  # each resumption is an activation: three yields and the end
+    assert [t.return_value for t in traces["countdown"]] == ["3", "2", "1", "None"]
+    assert traces["double_later"][-1].return_value == "8"
+    assert [t.return_value for t in traces["fact"]][:2] == ["120", "24"]
+    assert traces["safe_div"][0].return_value == "None" and traces["safe_div"][0].raised is None
+    assert [e["kind"] for e in traces["safe_div"][0].events].count("exception") == 1
+    uncaught = traces["must_be_positive"][0]
+    assert uncaught.raised == "ValueError('not positive: -1')" and uncaught.events[-1]["kind"] == "exception"
+    assert "<Loud repr raised RuntimeError>" in traces["hold"][0].text
+    assert traces["fact"][0].return_checked is True  # `result = fact(5)` bound what the trace returned
