@@ -56,6 +56,8 @@ class RawTestTrace(BaseModel):
     events: list[list] = Field(default_factory=list)
     lines: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="source lines of outside code that events name: path -> {line: text}")
+    calls_skipped: int = Field(default=0, description="activations not followed: their function had been followed"
+                                                      " max_calls times in the test already")
     files: dict[str, str] = Field(
         default_factory=dict, description="texts of repository and test files first seen in this test (each file"
                                           " is sent once per run: a run's records together hold every file)")

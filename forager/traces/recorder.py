@@ -293,8 +293,12 @@ def make_safe_repr(limit: int = REPR_LIMIT, memo: dict | None = None):
 class Recorder:
     """Records one test at a time in the calling thread; reused for every test of a run."""
 
-    def __init__(self, root: str, *, max_events: int = 200_000, repr_limit: int = REPR_LIMIT) -> None:
+    def __init__(self, root: str, *, max_events: int = 200_000, repr_limit: int = REPR_LIMIT,
+                 max_calls: int = 0) -> None:
         self.root = os.path.realpath(root)
+        # activations of one repository or test function followed per test (0: all); later ones are stepped over,
+        # like calls past the depth: a test calling one helper 100,000 times costs one check per call, not its lines
+        self.max_calls = max_calls
         self._prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._base = os.getcwd()
         self.max_events = max_events
@@ -402,6 +406,7 @@ class Recorder:
         self._previous = None
         self._tracer = None
         record["seconds"] = round(time.perf_counter() - self._started, 6)
+        record["calls_skipped"] = record["calls_skipped"][0] if "calls_skipped" in record else 0
         # why tuples while recording: a tuple of untracked values leaves the garbage collector's lists
         record["events"] = [list(event) for event in record["events"]]
         self._release()
@@ -449,6 +454,9 @@ class Recorder:
         no_object = _NO_OBJECT
         unchanged = UNCHANGED
         activations = [0]
+        max_calls = self.max_calls
+        calls = {}  # id(code) -> activations followed in this test
+        skipped = record["calls_skipped"] = [0]
 
         def cut():
             halt(record, "cut", "event cap reached: %d events" % cap)
@@ -555,6 +563,12 @@ class Recorder:
                         back = back.f_back
                     if importing and parent is not None:  # called by a module body an import runs
                         return None
+                if max_calls and kind is not _EXTERNAL:
+                    seen = calls.get(id(code), 0)
+                    if seen >= max_calls:
+                        skipped[0] += 1
+                        return None
+                    calls[id(code)] = seen + 1
                 if len(events) >= cap:
                     cut()
                     return None

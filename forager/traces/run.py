@@ -45,7 +45,7 @@ import pytest
 
 from forager_trace_recorder import Recorder
 
-_RECORDER = Recorder(os.getcwd(), max_events={max_events})
+_RECORDER = Recorder(os.getcwd(), max_events={max_events}, max_calls={max_calls})
 _OUT = os.path.join(os.environ["FORAGER_OUT_DIR"], "{prefix}%d.jsonl" % os.getpid())
 
 
@@ -156,7 +156,8 @@ def read_records(files: dict[str, bytes]) -> tuple[list[RawTestTrace], int]:
 
 def plugins(options: TraceOptions) -> dict[str, str]:
     return {RECORDER_MODULE: RECORDER_SOURCE,
-            PLUGIN_MODULE: PLUGIN_SOURCE.format(max_events=options.raw_events, prefix=OUTPUT_PREFIX)}
+            PLUGIN_MODULE: PLUGIN_SOURCE.format(max_events=options.raw_events, max_calls=options.calls_per_function,
+                                                prefix=OUTPUT_PREFIX)}
 
 
 def suite_subject(image: Image, settings: Settings, tests: list[str]) -> Subject:
@@ -243,6 +244,8 @@ class Tracer:
             row.status, row.reason = "failed", f"unreadable trace record: {exc}"
             return row, []
         row.dropped = dict(cut.dropped)
+        if raw.calls_skipped:  # past the per-function cap in the container already: never recorded
+            row.dropped["calls per function"] = row.dropped.get("calls per function", 0) + raw.calls_skipped
         traces = []
         for function in cut.traces:
             text = cwm.serialise(function)

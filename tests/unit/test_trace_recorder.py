@@ -178,6 +178,25 @@ def test_recursion_gives_one_activation_per_level(tmp_path):
     assert len(record["codes"]) == 1
 
 
+def test_calls_past_the_per_function_cap_are_stepped_over(tmp_path):
+    module = load(tmp_path, "pkg/many.py", """
+        def leaf(i):
+            return i + 1
+
+        def loop(n):
+            total = 0
+            for i in range(n):
+                total = leaf(total)
+            return total
+    """)
+    result, record = traced(Recorder(str(tmp_path), max_calls=3), module.loop, 1000)
+    assert result == 1000  # the program is unchanged
+    assert len(activations(record, "leaf")) == 3 and record["calls_skipped"] == 997
+    assert len(activations(record, "loop")) == 1 and activations(record, "loop")[0][-1][3] == "1000"
+    _, everything = traced(Recorder(str(tmp_path)), module.loop, 10)
+    assert len(activations(everything, "leaf")) == 10 and everything["calls_skipped"] == 0
+
+
 def test_each_resume_of_a_generator_is_a_new_activation(tmp_path):
     module = load(tmp_path, "pkg/gen.py", """
         def gen(n):
