@@ -29,7 +29,10 @@ import pytest
 
 _ROOT = os.path.realpath(os.getcwd()) + os.sep
 _OUT = os.path.join(os.environ["FORAGER_OUT_DIR"], "callmap.json")
-_names = {}  # code object -> (relative path, qualname), or None outside the repository
+# id(code) -> (code, (relative path, qualname) or None outside the repository). Keyed by id with the code kept
+# alive: code objects compare by content, not by file, so two identical functions at the same line of two
+# files would share one entry
+_names = {}
 _calls = {}
 _current = None
 
@@ -43,13 +46,15 @@ def _qualname(code):
 
 def _trace(frame, event, arg):
     code = frame.f_code
-    name = _names.get(code, 0)
-    if name == 0:
+    entry = _names.get(id(code))
+    if entry is not None:
+        name = entry[1]
+    else:
         raw = code.co_filename
         # "<frozen os>", "<string>": generated code has a pseudo name, which realpath would place in the repo
         filename = "" if raw.startswith("<") or not raw.endswith(".py") else os.path.realpath(raw)
         name = (filename[len(_ROOT):], _qualname(code)) if filename.startswith(_ROOT) else None
-        _names[code] = name
+        _names[id(code)] = (code, name)
     if name is not None and _current is not None:
         _current.add(name)
     return None  # why: no line events; only function entries are needed, and they are cheap
