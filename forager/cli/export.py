@@ -76,12 +76,8 @@ def export(
         sft_options=SftOptions(openai_tool_calls=openai_tool_calls, train_format_errors=train_format_errors),
         cwm_options=CwmOptions(mask_observations=mask_observations, seed=seed),
     )
-    try:
-        stats = run_export(store, request)
-    except OSError as exc:
-        raise die(f"--out {out_path}: {exc.strerror or exc}") from None
-    if as_json:
-        print(json.dumps(stats.model_dump(mode="json"), indent=2))
+    stats = _exported(lambda: run_export(store, request), out_path, as_json)
+    if stats is None:
         return
     table = Table(title=f"export {stats.format} -> {stats.out}")
     for column in ("rows", "episodes", "steps", "tokens", "resolved", "dropped", "bytes", "seconds", "steps/s"):
@@ -104,12 +100,8 @@ def _export_traces(store, out_path: Path, repo, image, task, min_events, max_eve
     request = TraceExportRequest(out=out_path, repo=repo, image_id=image, task=task, min_events=min_events,
                                  max_events=max_events, dedup=dedup, include_nondeterministic=include_nondeterministic,
                                  limit=limit)
-    try:
-        stats = export_traces(store, request)
-    except OSError as exc:
-        raise die(f"--out {out_path}: {exc.strerror or exc}") from None
-    if as_json:
-        print(json.dumps(stats.model_dump(mode="json"), indent=2))
+    stats = _exported(lambda: export_traces(store, request), out_path, as_json)
+    if stats is None:
         return
     table = Table(title=f"export trace -> {stats.out}")
     for column in ("rows", "pairs", "line events", "dropped", "bytes", "bytes/event", "seconds"):
@@ -118,3 +110,15 @@ def _export_traces(store, out_path: Path, repo, image, task, min_events, max_eve
                   " ".join(f"{k}:{v}" for k, v in stats.dropped.items()) or "0", str(stats.bytes),
                   f"{stats.bytes_per_event:.0f}", f"{stats.seconds:.2f}")
     out.print(table)
+
+
+def _exported(write, out_path: Path, as_json: bool):
+    """The stats of `write()`, an export; None when --json printed them. A file that cannot be written is one line."""
+    try:
+        stats = write()
+    except OSError as exc:
+        raise die(f"--out {out_path}: {exc.strerror or exc}") from None
+    if as_json:
+        print(json.dumps(stats.model_dump(mode="json"), indent=2))
+        return None
+    return stats

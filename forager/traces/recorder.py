@@ -533,6 +533,8 @@ class Recorder:
                 interrupted(exc)
                 raise
 
+        # why the same try/except in both trace functions rather than one wrapper: they run at every event, and
+        # a wrapper's extra call would cost on each
         def tracer(frame, event, arg):
             try:
                 code = frame.f_code
