@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from forager.store import BaselineTest, CallMap, Image, Store, Task
+from forager.store import BaselineTest, CallMap, Image, Store, Task, Trace, TracedTest
 
 
 
@@ -41,6 +41,33 @@ def _round_trip(store: Store) -> None:
     store.save_call_map(CallMap(image_id=image.id, calls={"t.py::test_a": [["pkg/m.py", "f"]]}))
     store.save_call_map(CallMap(image_id=image.id, calls={"t.py::test_b": [["pkg/m.py", "g"]]}))  # replaces
     assert store.call_map(image.id).calls == {"t.py::test_b": [["pkg/m.py", "g"]]}
+    _traces_round_trip(store, image, task)
+
+
+def _traces_round_trip(store: Store, image: Image, task: Task) -> None:
+    """Traced tests with their traces: saved once per (image, subject, test, tracer version), counted, paired."""
+    def traced(subject: str, variant: str, task_id=None, deterministic=True) -> tuple[TracedTest, list[Trace]]:
+        row = TracedTest(image_id=image.id, task_id=task_id, variant=variant, subject=subject,
+                         test_id="t.py::test_a [x y]", tracer_version="v1", dropped={"calls per function": 2})
+        trace = Trace(image_id=image.id, task_id=task_id, variant=variant, test_id=row.test_id, path="pkg/m.py",
+                      qualname="f", sha256="s" + variant, text=f"<|trace_context_start|>{variant}",
+                      events=[{"kind": "call", "source": "def f():", "locals": {"x": "'\u00e9'"}}],
+                      line_events=3, deterministic=deterministic)
+        return row, [trace]
+
+    assert store.save_traced([traced("suite", "suite", deterministic=False)]) == 1
+    assert store.save_traced([traced("suite", "suite")]) == 0  # stored already: a rerun adds nothing
+    bug, fix = f"task:{task.id}:bug", f"task:{task.id}:fix"
+    assert store.save_traced([traced(bug, "bug", task.id), traced(fix, "fix", task.id)]) == 2
+    assert store.traced(image.id, "suite", "v1") == {"t.py::test_a [x y]"} and store.traced(image.id, "suite", "v2") == set()
+    [counts] = store.trace_counts()[-1:]
+    assert counts == {"image_id": image.id, "repo": "demo", "tests": 3, "traces": 0, "dropped": 6,
+                      "nondeterministic": 1, "tasks": 1}  # `traces` counts the rows' own tally (0 here)
+    rows = {t.variant: t for t, *_ in store.iter_traces(image_id=image.id)}
+    assert rows["suite"].events[0]["locals"] == {"x": "'\u00e9'"}
+    assert store.trace_pairs() == {rows["bug"].id: rows["fix"].id, rows["fix"].id: rows["bug"].id}
+    assert [t.variant for t, *_ in store.iter_traces(task=task.instance_id, min_events=3)] == ["bug", "fix"]
+    assert list(store.iter_traces(image_id=image.id, min_events=4)) == []
 
 
 def test_sqlite_store_uses_wal(tmp_path):

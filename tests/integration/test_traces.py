@@ -160,13 +160,18 @@ class Endless:
 def hold(value):
     kept = [value]
     return len(kept)
+
+
+def clock():
+    import time
+    return time.time_ns()
 '''
 AWKWARD_TESTS = '''\
 import asyncio
 
 import pytest
 
-from awk import Endless, Loud, countdown, double_later, fact, hold, must_be_positive, safe_div
+from awk import Endless, Loud, clock, countdown, double_later, fact, hold, must_be_positive, safe_div
 
 
 def test_generator():
@@ -197,6 +202,10 @@ def test_repr_raises():
 
 def test_repr_never_ends():
     assert hold(Endless()) == 1
+
+
+def test_clock():
+    assert clock() > 0
 '''
 
 
@@ -228,7 +237,7 @@ def test_awkward_code_gives_valid_traces_or_a_clean_skip(tmp_path, engine):
     settings = module_settings(tmp_path)
     store = Store(settings.db)
     built = ImageBuilder(settings, store, engine).build(RepoRef(url=str(repo)))
-    assert built.status == "ready" and built.passed == 7, built.message
+    assert built.status == "ready" and built.passed == 8, built.message
     image = store.image(built.image_id)
     tests = select_tests(passing_tests(store, image.id), selector=None, limit=10, seed=0)
     report = Tracer(settings, store, engine).trace(suite_subject(image, settings, tests),
@@ -237,7 +246,9 @@ def test_awkward_code_gives_valid_traces_or_a_clean_skip(tmp_path, engine):
     endless = rows.pop("test_repr_never_ends")
     assert endless.status == "dropped" and "interrupted" in endless.reason and endless.traces == 0, endless
     assert {name: row.status for name, row in rows.items()} == {name: "traced" for name in rows}
-    assert report.nondeterministic == 0, report
+    # the clock differs between the two runs of its test: marked, and left out of an export unless asked for
+    assert rows.pop("test_clock").deterministic is False and all(row.deterministic for row in rows.values())
+    assert report.nondeterministic == 1, report
     traces = {}
     for trace, *_ in store.iter_traces(image_id=image.id):
         parsed = cwm.parse(trace.text)
@@ -253,3 +264,11 @@ def test_awkward_code_gives_valid_traces_or_a_clean_skip(tmp_path, engine):
     assert uncaught.raised == "ValueError('not positive: -1')" and uncaught.events[-1]["kind"] == "exception"
     assert "<Loud repr raised RuntimeError>" in traces["hold"][0].text
     assert traces["fact"][0].return_checked is True  # `result = fact(5)` bound what the trace returned
+    assert [t.deterministic for t in traces["clock"]] == [False]
+    from forager.export.traces import TraceExportRequest, export_traces
+
+    stats = export_traces(store, TraceExportRequest(out=tmp_path / "t.jsonl"))
+    assert stats.dropped == {"nondeterministic": 1} and stats.rows == sum(map(len, traces.values())) - 1
+    assert "clock" not in (tmp_path / "t.jsonl").read_text()
+    stats = export_traces(store, TraceExportRequest(out=tmp_path / "all.jsonl", include_nondeterministic=True))
+    assert stats.dropped == {} and "clock" in (tmp_path / "all.jsonl").read_text()
