@@ -60,6 +60,8 @@ class Image(SQLModel, table=True):
     changed_tracked: dict = Field(default_factory=dict, sa_column=Column(JSON))
     # repository files pytest loads as plugins (-p, pytest_plugins): grading restores them like conftest.py
     plugin_files: list = Field(default_factory=list, sa_column=Column(JSON))
+    # the leak audit of the image's working tree as an agent gets it (forager audit): probes and their findings
+    audit: dict = Field(default_factory=dict, sa_column=Column(JSON))
     forager_version: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -128,6 +130,12 @@ class Task(SQLModel, table=True):
     invalid_reason: str | None = Field(default=None, sa_column=Column(Text))
     validation: dict = Field(default_factory=dict, sa_column=Column(JSON))
     validate_seconds: float | None = None
+    # what forager measured of the task beyond its validation (docs/integrity.md): "determinism" (tasks verify),
+    # "audit" (forager audit), "contamination" (tasks contamination); each a JSON object with its own fields
+    integrity: dict = Field(default_factory=dict, sa_column=Column(JSON))
+    # the version of fail_to_pass/pass_to_pass: 1 as validated, +1 each time `tasks verify` drops tests; each
+    # grade names the version it graded with
+    tests_version: int = 1
     forager_version: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -37,7 +37,7 @@ LAYERS: list[set[str]] = [
     {"forager.testing"},
     {"forager.images"},
     {"forager.tasks"},
-    {"forager.traces"},
+    {"forager.traces", "forager.integrity"},
     {"forager.agent", "forager.export"},
     # jobs that tie the stages together, and the tools around them
     {"forager.collect", "forager.repair", "forager.serve", "forager.dev", "forager.example_repo",
