@@ -414,3 +414,50 @@ def oracle(
         out.print(f"{resolved}/{len(results)} resolved ({100 * resolved / len(results):.1f}%)")
     if resolved < len(results):
         raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    repo: RepoFilter = None,
+    kind: KindOption = None,
+    instance: Annotated[list[str], typer.Option("--instance", help="only these instance ids; repeatable")] = [],  # noqa: B006
+    runs: Annotated[int, typer.Option("--runs", "-k", min=2, help="graded runs per patch (gold and empty)")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the shuffled orders")] = 0,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="containers at once")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Grade each valid task's gold patch and its empty patch K times (every second run with the tests in a
+    shuffled order); drop the tests whose verdict flips, and record the result on the task."""
+    from forager.integrity.verify import Verifier
+
+    settings, store, engine, _builder = _workers(db, jobs)
+    rows = store.tasks(repo_name=repo, kind=kind, valid=True, instance_ids=instance or None)
+    if not rows:
+        raise die("no valid tasks match; make some with `forager tasks synthesize` / `import` / `mine`")
+    verifier = Verifier(settings, store, engine)
+    results = []
+    with stage_progress() as progress:
+        overall = progress.add_task("[bold]verify", total=len(rows) * runs * 2, stage="")
+        for task, _repo in rows:
+            progress.update(overall, stage=task.instance_id)
+            record = verifier.verify(task, runs=runs, seed=seed, jobs=settings.jobs,
+                                     on_run=lambda: progress.advance(overall))
+            results.append((task, record))
+    if as_json:
+        print(json.dumps([{"instance_id": t.instance_id, "valid": t.valid, "invalid_reason": t.invalid_reason,
+                           **r.model_dump(mode="json")} for t, r in results], indent=2))
+        return
+    table = Table(title=f"verify: gold and empty patches graded {runs} times each")
+    for column in ("instance", "gold resolved", "bug failed", "dropped", "order-dependent", "version", "verified",
+                   "seconds"):
+        table.add_column(column, overflow="fold")
+    for t, r in results:
+        dropped = [*r.dropped_fail_to_pass, *r.dropped_pass_to_pass]
+        table.add_row(t.instance_id, f"{r.gold_resolved}/{r.runs}", f"{r.bug_failed}/{r.runs}",
+                      "\n".join(dropped) or "0", "\n".join(r.order_dependent) or "0", str(r.tests_version),
+                      "[green]yes[/green]" if r.verified else f"[red]no[/red] {t.invalid_reason or ''}",
+                      f"{r.seconds:.1f}")
+    out.print(table)
+    verified = sum(r.verified for _t, r in results)
+    out.print(f"{verified}/{len(results)} verified")

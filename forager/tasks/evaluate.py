@@ -39,6 +39,8 @@ class Grade(BaseModel):
     report_altered: bool = Field(default=False, description="the JUnit report changed after pytest wrote it")
     script: str = Field(default="", description="the shell the grading container ran (setup, then the suite)")
     log_tail: str = Field(default="", description="the end of that run's output, or of its setup's error")
+    tests_version: int | None = Field(default=None, description="the version of the task's test lists it graded"
+                                                                " with (tasks verify may drop tests later)")
 
     def flags(self) -> list[str]:
         """What an episode is flagged with: the patch reached for the grader's own ground."""
@@ -89,7 +91,9 @@ def evaluate(engine: Engine, spec: GradingSpec, patch: str) -> Grade:
     """Grade `patch` (relative to the task's start state): the reward of an episode, the oracle, and a task's
     validation with its gold patch. Graded ground the patch changed is restored first and named in the grade."""
     run = run_graded(engine, spec, patch)
-    return grade(run, spec.fail_to_pass, spec.pass_to_pass, spec.restored(patch))
+    result = grade(run, spec.fail_to_pass, spec.pass_to_pass, spec.restored(patch))
+    result.tests_version = spec.tests_version
+    return result
 
 
 def evaluate_in_image(engine: Engine, settings: Settings, image: Image, task: Task, patch: str) -> Grade:

@@ -55,6 +55,7 @@ class GradingSpec(BaseModel):
     plugin_files: list[str] = Field(default_factory=list, description="modules the suite loads as pytest plugins")
     timeout: int = Field(description="the suite deadline of one graded run, seconds")
     case_timeout: float = Field(default=0, description="one test's limit inside the run (0: none)")
+    tests_version: int = Field(default=1, description="the version of the task's test lists graded with")
 
     def restored(self, patch: str) -> list[str]:
         """The files `patch` changes that grading puts back (the grade names them)."""
@@ -97,6 +98,7 @@ def grading_spec(task: Task, image: Image, settings: Settings, *, tests: list[st
     return suite_grading(image, settings).model_copy(update={
         "instance_id": task.instance_id, "start_patch": task.bug_patch, "test_patch": task.test_patch,
         "fail_to_pass": list(task.fail_to_pass), "pass_to_pass": list(task.pass_to_pass),
+        "tests_version": task.tests_version or 1,
         "tests": tests if tests is not None else test_files([*task.fail_to_pass, *task.pass_to_pass]),
     })
 
