@@ -40,6 +40,7 @@ def collect(
     tool_format: Annotated[str | None, typer.Option("--format", help="tool-call format: cwm (text, parsed by forager) or openai (native tool_calls)" + _default("collect.tool_format"))] = None,
     prompt_mode: Annotated[str | None, typer.Option("--prompt-mode", help="auto, tokens (exact token ids in, vLLM) or messages (the server renders the chat)" + _default("collect.prompt_mode"))] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="only tasks of this kind: mutate-fix or issue-fix")] = None,
+    verified_only: Annotated[bool | None, typer.Option("--verified-only", help="only tasks `forager tasks verify` passed")] = None,
     max_turns: Annotated[int | None, typer.Option("--max-turns", help="model calls per episode" + _default("collect.limits.max_turns"))] = None,
     max_context: Annotated[int | None, typer.Option("--max-context", help="context tokens per episode" + _default("collect.limits.max_context_tokens"))] = None,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="wall-clock seconds per episode" + _default("collect.limits.time_limit"))] = None,
@@ -126,7 +127,7 @@ def _tasks_with_progress(job, settings, store, engine, builder) -> tuple[list, b
             row = progress.add_task(ref.name, total=None, stage="image")
             try:
                 chosen += tasks_for(ref, job.tasks, job.kind, settings, store, engine, builder,
-                                    lambda s, row=row: progress.update(row, stage=s))
+                                    lambda s, row=row: progress.update(row, stage=s), verified_only=job.verified_only)
                 progress.update(row, total=1, completed=1, stage="[green]tasks ready")
             except ForagerError as exc:
                 failed = True
@@ -213,3 +214,7 @@ def print_summary(summary) -> None:
         f"{summary.grade_seconds:.1f}", f"{summary.wall_seconds:.1f}", str(summary.prefix_breaks),
     )
     out.print(table)
+    if summary.flagged:
+        kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.flags.items()))
+        out.print(f"[yellow]{summary.flagged} flagged episode{'s' if summary.flagged != 1 else ''}[/yellow] ({kinds}):"
+                  " `forager export --drop-flagged` leaves them out", highlight=False)

@@ -461,3 +461,8 @@ def verify(
     out.print(table)
     verified = sum(r.verified for _t, r in results)
     out.print(f"{verified}/{len(results)} verified")
+
+
+from forager.cli.stats import stats  # noqa: E402  (its own module; registered here as `tasks stats`)
+
+app.command("stats")(stats)

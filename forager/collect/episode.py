@@ -25,6 +25,7 @@ from forager.llm.client import ChatClient
 from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
 from forager.store import Episode, Image, Run, Store, Task
+from forager.integrity.flags import episode_flags
 from forager.tasks.evaluate import Grade, evaluate_in_image
 
 EventCallback = Callable[[int, str], None]
@@ -115,6 +116,12 @@ class EpisodeRunner:
         outcome.exit_reason, outcome.error = graded_exit(grade, outcome.patch_from_file, outcome.error)
         return grade
 
+    def _command_flags(self, episode_id: int) -> list[str]:
+        """What the agent's commands reached for (git past HEAD, the filesystem outside the repository, the network)."""
+        commands = [(step.arguments.get("command", ""), step.raw_output) for step in self.store.steps(episode_id)
+                    if step.tool == "bash"]
+        return episode_flags(commands, self.settings.repo_path)
+
     def _finish(self, episode: Episode, outcome: EpisodeOutcome, grade: Grade | None, started: float, *,
                 start_seconds: float) -> None:
         resolved = bool(grade and grade.resolved)
@@ -123,7 +130,7 @@ class EpisodeRunner:
             episode.id, last_step_reward=reward,
             exit_reason=outcome.exit_reason.value, error=outcome.error, reward=reward, resolved=resolved,
             patch=outcome.patch, grade=grade.model_dump(mode="json") if grade else {}, turns=outcome.turns,
-            flags=grade.flags() if grade else [],
+            flags=[*(grade.flags() if grade else []), *self._command_flags(episode.id)],
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
             cached_tokens=outcome.cached_tokens, llm_seconds=round(outcome.llm_seconds, 3),
             env_seconds=round(outcome.env_seconds, 3), start_seconds=round(start_seconds, 3),

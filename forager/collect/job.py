@@ -27,6 +27,7 @@ class CollectJob(BaseModel):
     repos: list[str] = Field(default_factory=list, description="git URL or local path, optionally @commit")
     tasks: int = Field(default=5, ge=1, description="tasks per repository (mutate-fix tasks are made if there are fewer)")
     kind: Literal["mutate-fix", "issue-fix"] | None = Field(default=None, description="only tasks of this kind")
+    verified_only: bool = Field(default=False, description="only tasks `forager tasks verify` passed")
     name: str | None = Field(default=None, description="name of a new run (default: derived from its identity)")
     run: str | None = Field(default=None, description="resume this existing run")
     registry: str | None = Field(default=None, description="HOST:PORT of an image registry")
@@ -39,7 +40,7 @@ class JobError(ValueError):
 
 # Command-line option -> the job field it sets (dotted path); an option left out sets nothing.
 OPTION_FIELDS = {
-    "repo": "repos", "tasks": "tasks", "kind": "kind", "new_name": "name", "resume": "run", "registry": "registry",
+    "repo": "repos", "tasks": "tasks", "kind": "kind", "verified_only": "verified_only", "new_name": "name", "resume": "run", "registry": "registry",
     "episodes_per_task": "collect.episodes_per_task", "concurrency": "collect.concurrency",
     "policy": "collect.policy", "llm": "collect.llm_url", "model": "collect.model", "api_key": "collect.api_key",
     "tool_format": "collect.tool_format", "prompt_mode": "collect.prompt_mode", "reasoning": "collect.reasoning",

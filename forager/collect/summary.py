@@ -26,6 +26,8 @@ class CollectSummary(BaseModel):
     start_seconds: float = 0.0
     grade_seconds: float = 0.0
     wall_seconds: float = 0.0
+    flagged: int = Field(default=0, description="finished episodes with a reward-hacking flag")
+    flags: dict[str, int] = Field(default_factory=dict, description="episodes per flag kind (what precedes the ':')")
     prefix_breaks: int = Field(default=0, description="model calls whose prompt did not extend the previous call")
     prompt_tokens: int = Field(default=0, description="prompt tokens over all model calls")
     prefix_cache_hit_rate: float | None = Field(default=None, description="cached / prompt tokens, as the server reported")
@@ -59,6 +61,8 @@ def summarize(store: Store, run: Run) -> CollectSummary:
         setattr(summary, name, sum(getattr(e, name) for e in done))
     for name in ("llm_seconds", "env_seconds", "start_seconds", "grade_seconds", "wall_seconds"):
         setattr(summary, name, round(sum(getattr(e, name) for e in done), 2))
+    summary.flagged = sum(1 for e in done if e.flags)
+    summary.flags = dict(Counter(kind for e in done for kind in {flag.split(":", 1)[0] for flag in e.flags or []}))
     summary.prefix_breaks = store.prefix_breaks(run.id)
     prompt, cached, reusable, reported = store.cache_totals(run.id)
     summary.prompt_tokens = prompt

@@ -12,9 +12,11 @@ from forager.store import Store, Task
 
 def tasks_for(
     ref: RepoRef, count: int, kind: str | None, settings: Settings, store: Store, engine: Engine,
-    builder: ImageBuilder, on_stage: StageCallback = lambda _s: None,
+    builder: ImageBuilder, on_stage: StageCallback = lambda _s: None, *, verified_only: bool = False,
 ) -> list[Task]:
-    """The first `count` valid tasks of a repository (of `kind` when given); a ForagerError says why there are none."""
+    """The first `count` valid tasks of a repository (of `kind` when given; verified by `tasks verify` when asked);
+    a ForagerError says why there are none."""
+    from forager.integrity.verify import is_verified
     from forager.tasks.synthesize import MutateFixSynthesizer
 
     built = builder.build(ref, on_stage)
@@ -23,15 +25,17 @@ def tasks_for(
     repo_id = store.image(built.image_id).repo_id
 
     def valid_tasks() -> list[Task]:
-        return [task for task, repo in store.tasks(kind=kind, valid=True) if repo.id == repo_id]
+        return [task for task, repo in store.tasks(kind=kind, valid=True)
+                if repo.id == repo_id and (not verified_only or is_verified(task.integrity))]
 
     rows = valid_tasks()
-    if len(rows) < count and kind in (None, "mutate-fix"):
+    if len(rows) < count and kind in (None, "mutate-fix") and not verified_only:
         on_stage("synthesize tasks")
         MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=count, seed=0, on_stage=on_stage)
         rows = valid_tasks()
     if not rows:
-        raise ForagerError(FailureCategory.no_tests, f"{ref}: no valid tasks{f' of kind {kind}' if kind else ''}")
+        raise ForagerError(FailureCategory.no_tests, f"{ref}: no valid tasks{f' of kind {kind}' if kind else ''}"
+                           + (" verified (run `forager tasks verify --repo ...` first)" if verified_only else ""))
     return rows[:count]
 
 

@@ -15,7 +15,7 @@ from itertools import repeat
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Text, cast, func, or_, type_coerce
+from sqlalchemy import JSON, String, Text, cast, func, or_, type_coerce
 from sqlmodel import select
 
 from forager.jsontext import RawJson, parse
@@ -32,6 +32,8 @@ class EpisodeFilters(BaseModel):
     resolved_only: bool = False
     min_reward: float | None = None
     exit_reasons: list[str] = Field(default_factory=list)
+    drop_flagged: bool = Field(default=False, description="leave out episodes with a reward-hacking flag")
+    task_ids: list[int] | None = Field(default=None, description="only these tasks (integrity filters pick them)")
 
     def conditions(self) -> list[tuple[str, object]]:
         """(filter name, WHERE clause) in the order their drops are counted."""
@@ -48,6 +50,10 @@ class EpisodeFilters(BaseModel):
             found.append(("min_reward", Episode.reward >= self.min_reward))
         if self.exit_reasons:
             found.append(("exit_reason", Episode.exit_reason.in_(self.exit_reasons)))
+        if self.drop_flagged:  # why as text: the same test on SQLite's and PostgreSQL's JSON
+            found.append(("flagged", or_(Episode.flags.is_(None), cast(Episode.flags, String).in_(("[]", "null")))))
+        if self.task_ids is not None:
+            found.append(("task", Task.id.in_(self.task_ids)))
         return found
 
 

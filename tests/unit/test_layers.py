@@ -37,8 +37,8 @@ LAYERS: list[set[str]] = [
     {"forager.testing"},
     {"forager.images"},
     {"forager.tasks"},
-    {"forager.traces", "forager.integrity"},
-    {"forager.agent", "forager.export"},
+    {"forager.traces"},
+    {"forager.agent", "forager.export", "forager.integrity"},
     # jobs that tie the stages together, and the tools around them
     {"forager.collect", "forager.repair", "forager.serve", "forager.dev", "forager.example_repo",
      "forager.sdist_repos"},
