@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from forager.cli import stats as cli_stats
 from forager.cli.common import (
     DbOption,
     JsonOption,
@@ -463,6 +464,4 @@ def verify(
     out.print(f"{verified}/{len(results)} verified")
 
 
-from forager.cli.stats import stats  # noqa: E402  (its own module; registered here as `tasks stats`)
-
-app.command("stats")(stats)
+app.command("stats")(cli_stats.stats)
