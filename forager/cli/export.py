@@ -37,6 +37,13 @@ def export(
     task: Annotated[str | None, typer.Option("--task", help="trace: only this task's bug/fix traces (instance id)")] = None,
     min_events: Annotated[int | None, typer.Option("--min-events", min=0, help="trace: at least this many line events")] = None,
     max_events: Annotated[int | None, typer.Option("--max-events", min=0, help="trace: at most this many line events")] = None,
+    drop_flagged: Annotated[bool, typer.Option("--drop-flagged", help="leave out episodes with a reward-hacking flag")] = False,
+    verified_only: Annotated[bool, typer.Option("--verified-only", help="only tasks `forager tasks verify` passed")] = False,
+    exclude_contaminated: Annotated[bool, typer.Option(
+        "--exclude-contaminated", help="leave out tasks `forager tasks contamination` marked")] = False,
+    pass_rate: Annotated[str | None, typer.Option(
+        "--pass-rate", help="only tasks whose pass@1 (over --run's episodes, else every non-oracle run) is in LO:HI,"
+        " e.g. 0.1:0.9")] = None,
     include_nondeterministic: Annotated[bool, typer.Option(
         "--include-nondeterministic", help="trace: keep traces that differed between two runs of their test")] = False,
     db: DbOption = None,
@@ -69,10 +76,11 @@ def export(
     if run is not None and store.run_by_name(run) is None:
         names = ", ".join(r.name for r in store.runs()) or "none yet"
         raise die(f"--run {run!r}: no such run (runs: {names})")
+    task_ids = _kept_tasks(store, verified_only, exclude_contaminated, pass_rate, run)
     request = ExportRequest(
         format=fmt, out=out_path, limit=limit, dedup=dedup, workers=workers,
         filters=EpisodeFilters(run=run, repo=repo, kind=kind, resolved_only=resolved_only, min_reward=min_reward,
-                               exit_reasons=exit_reason),
+                               exit_reasons=exit_reason, drop_flagged=drop_flagged, task_ids=task_ids),
         sft_options=SftOptions(openai_tool_calls=openai_tool_calls, train_format_errors=train_format_errors),
         cwm_options=CwmOptions(mask_observations=mask_observations, seed=seed),
     )
@@ -122,3 +130,15 @@ def _exported(write, out_path: Path, as_json: bool):
         print(json.dumps(stats.model_dump(mode="json"), indent=2))
         return None
     return stats
+
+
+def _kept_tasks(store, verified_only: bool, exclude_contaminated: bool, pass_rate: str | None, run: str | None):
+    from forager.integrity.filters import TaskFilters, kept_task_ids
+    from forager.integrity.stats import parse_range
+
+    try:
+        bounds = parse_range(pass_rate) if pass_rate is not None else None
+    except ValueError as exc:
+        raise die(f"--pass-rate {exc}") from None
+    return kept_task_ids(store, TaskFilters(verified_only=verified_only, exclude_contaminated=exclude_contaminated,
+                                            pass_rate=bounds, pass_rate_run=run))

@@ -353,6 +353,7 @@ def write(
     db: DbOption = None,
 ) -> None:
     """Write tasks as JSONL (SWE-bench fields plus forager's), to share them without the database."""
+    from forager.integrity.stats import task_outcomes
     from forager.tasks.catalog import image_world, to_record
     from forager.tasks.records import write_records
 
@@ -364,10 +365,14 @@ def write(
         if t.image_id is not None and t.image_id not in tags:
             image = store.image(t.image_id)
             tags[t.image_id] = image.tag if image else None
+    outcomes = {o.task_id: o for o in task_outcomes(store)}  # pass rates travel with the tasks
     records = []
     for t, r in rows:
+        seen = outcomes.get(t.id)
+        rate = round(seen.resolved / seen.attempts, 4) if seen and seen.attempts else None
         try:
-            records.append(to_record(t, r, tags.get(t.image_id), **worlds[t.image_id]))
+            records.append(to_record(t, r, tags.get(t.image_id), **worlds[t.image_id], pass_rate=rate,
+                                     attempts=seen.attempts if seen else 0))
         except ValueError as exc:  # e.g. an invalid task whose gold patch is empty: say so, write the others
             err.print(f"[yellow]left out:[/yellow] {t.instance_id}: {str(exc).splitlines()[0]}", highlight=False)
     try:

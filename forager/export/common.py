@@ -42,6 +42,20 @@ def provenance(bundle: EpisodeBundle) -> dict:
         "forager_version": run.versions.get("forager"), "llm_server_version": run.versions.get("llm_server"),
         "chat_template_sha256": run.chat_template_sha256, "task_kind": task.kind, "task_family": task.family,
         "image": bundle.image_tag, "finished_at": episode.finished_at.isoformat() if episode.finished_at else None,
+        "flags": json_text(list(episode.flags or [])), "task_integrity": json_text(integrity_summary(task)),
+    }
+
+
+def integrity_summary(task) -> dict:
+    """What forager measured of a task, in short (None: not measured): so a trainer can filter without the store."""
+    record = task.integrity or {}
+    determinism, audit, contamination = (record.get(key) or {} for key in ("determinism", "audit", "contamination"))
+    return {
+        "tests_version": task.tests_version or 1,
+        "verified": determinism.get("verified"),
+        "order_dependent": len(determinism.get("order_dependent", [])) if determinism else None,
+        "audit_passed": audit.get("passed"),
+        "contaminated": contamination.get("contaminated"),
     }
 
 
@@ -62,7 +76,8 @@ OUTCOME_SCHEMA = [
 PROVENANCE_FIELD = pa.field("provenance", pa.struct([
     (name, pa.string()) for name in (
         "run", "policy", "model", "model_revision", "tool_format", "sampling", "forager_version",
-        "llm_server_version", "chat_template_sha256", "task_kind", "task_family", "image", "finished_at")
+        "llm_server_version", "chat_template_sha256", "task_kind", "task_family", "image", "finished_at", "flags",
+        "task_integrity")
 ]))
 
 

@@ -24,6 +24,7 @@ def image_world(image: Image | None) -> dict[str, str | None]:
 
 def to_record(
     task: Task, repo: Repo, image_tag: str | None = None, *, as_of: str | None = None, python: str | None = None,
+    pass_rate: float | None = None, attempts: int | None = None,
 ) -> TaskRecord:
     """The task as one shareable line. `patch` is the gold patch: relative to base_commit for issue-fix,
     and to base_commit with `bug_patch` applied for mutate-fix. `as_of` and `python` come from its image
@@ -40,6 +41,8 @@ def to_record(
         hints_text=task.hints_text, kind=TaskKind(task.kind), bug_patch=task.bug_patch, repo_url=repo.url,
         mutation=mutation, valid=task.valid, invalid_reason=task.invalid_reason, image_tag=image_tag,
         forager_version=task.forager_version, as_of=as_of, python=python, statement_by=statement_by(task),
+        integrity=dict(task.integrity or {}), tests_version=task.tests_version or 1, pass_rate=pass_rate,
+        attempts=attempts,
     )
 
 

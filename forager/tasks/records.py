@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import (
+    Field,
     BaseModel,
     ConfigDict,
     ValidationError,
@@ -111,6 +112,12 @@ class TaskRecord(BaseModel):
     # who wrote problem_statement when it is not the instance's own text: "llm:MODEL" for a served model's
     # rewrite of forager's test report (`tasks mine --llm`, `tasks restate`)
     statement_by: str | None = None
+    # what forager measured of the task (docs/integrity.md): determinism (`tasks verify`), the leak audit
+    # (`forager audit`), contamination marks; the version of the test lists; pass rates from rollouts
+    integrity: dict = Field(default_factory=dict)
+    tests_version: int = 1
+    pass_rate: float | None = None  # pass@1 over the store's finished episodes (oracle runs left out)
+    attempts: int | None = None
 
     @field_validator("instance_id")
     @classmethod
