@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from forager.cli import contamination as cli_contamination
 from forager.cli import stats as cli_stats
 from forager.cli.common import (
     DbOption,
@@ -470,3 +471,4 @@ def verify(
 
 
 app.command("stats")(cli_stats.stats)
+app.command("contamination")(cli_contamination.contamination)

@@ -10,10 +10,12 @@ kept trajectory (num_perm 64-bit values): memory grows with what is kept, not wi
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from datasketch import MinHash, MinHashLSH
 
-from forager.store.stream import EpisodeBundle
+if TYPE_CHECKING:  # annotations only: shingling loads no database code
+    from forager.store.stream import EpisodeBundle
 
 STEP_COLUMNS = ("tool", "arguments", "model_text")
 SHINGLE_WORDS = 3
