@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from forager import __version__
+from forager.cli import audit as cli_audit
 from forager.cli import collect as cli_collect
 from forager.cli import dev as cli_dev
 from forager.cli import export as cli_export
@@ -45,6 +46,7 @@ app.add_typer(cli_dev.app, name="dev")
 app.command("serve")(cli_serve.serve)
 app.command("export")(cli_export.export)
 app.command("trace")(cli_trace.trace)
+app.command("audit")(cli_audit.audit)
 
 
 @app.command("build-images")
