@@ -105,3 +105,43 @@ def test_a_patch_that_edits_a_fail_to_pass_test_earns_nothing(planted, tmp_path)
     grade = evaluate_in_image(engine, settings, store.image(task.image_id), store.task("calc__planted"), cheat)
     assert grade.applied and not grade.resolved and grade.restored == ["tests/test_calc.py"], grade
     assert grade.statuses[IDS[0]] == "failed" and grade.tests_version == 1
+
+
+def test_what_an_agent_reaches_for_is_flagged_and_export_can_drop_it(planted, tmp_path, monkeypatch):
+    """An oracle that first reads the reflog, searches the filesystem and tries the network: the episode is
+    resolved, and flagged for each; the summary counts it, and `export --drop-flagged` leaves it out."""
+    from forager.agent import policy as policies
+    from forager.collect import episode as episode_module
+    from forager.collect.config import CollectConfig
+    from forager.collect.scheduler import Collector
+    from forager.sandbox.models import ToolCall
+
+    settings, store, engine, _task = planted
+    task = store.task("calc__planted")
+    snooping = ["git reflog", "find / -name '__init__.py' -path '*calc*' 2>/dev/null | head -3",
+                "curl -s http://example.com || true"]
+
+    class SnoopingOracle(policies.OraclePolicy):
+        def __init__(self, gold_patch: str):
+            super().__init__(gold_patch)
+            self.plan[:0] = [ToolCall(name="bash", arguments={"command": c}) for c in snooping]
+
+    monkeypatch.setattr(episode_module, "OraclePolicy", SnoopingOracle)
+    collector = Collector(settings, store, engine, CollectConfig(policy="oracle", concurrency=1, warm=0))
+    run = collector.open_run([task], name="snooping")
+    summary = collector.collect(run, [task])
+    assert summary.resolved == 1 and summary.flagged == 1, summary
+    assert summary.flags == {"git history": 1, "searched outside the repository": 1, "network": 1}
+    (episode,) = store.episodes(run.id)
+    assert [flag.split(":")[0] for flag in episode.flags] == ["git history", "searched outside the repository",
+                                                              "network"]
+    assert episode.grade["tests_version"] == task.tests_version
+    kept, dropped = tmp_path / "kept.jsonl", tmp_path / "dropped.jsonl"
+    run_cli("export", "--format", "sft", "--run", "snooping", "--out", str(kept), settings=settings, check=True)
+    row = json.loads(kept.read_text().splitlines()[0])
+    assert json.loads(row["provenance"]["flags"]) == episode.flags
+    verified = (task.integrity.get("determinism") or {}).get("verified")  # True once the verify test above ran
+    assert json.loads(row["provenance"]["task_integrity"])["verified"] == verified
+    run_cli("export", "--format", "sft", "--run", "snooping", "--drop-flagged", "--out", str(dropped),
+            settings=settings, check=True)
+    assert dropped.read_text() == ""
