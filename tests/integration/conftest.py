@@ -179,3 +179,21 @@ def wait_for_steps(store: Store, run_name: str, count: int, *, alive=lambda: Tru
             break
         time.sleep(0.2)
     return run
+
+
+def small_repo(path: Path, package: str, source: str, tests: str) -> Path:
+    """A committed one-package repository at `path`: src/PACKAGE/__init__.py, tests/test_PACKAGE.py, and a
+    pyproject whose test extra is pytest (what the builder installs)."""
+    (path / "src" / package).mkdir(parents=True)
+    (path / "tests").mkdir()
+    (path / "src" / package / "__init__.py").write_text(source)
+    (path / "tests" / f"test_{package}.py").write_text(tests)
+    (path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{package}"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n\n'
+        '[project.optional-dependencies]\ntest = ["pytest>=7"]\n')
+    identity = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
+    subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(path), *identity, "commit", "-q", "-m", package], check=True)
+    return path

@@ -8,10 +8,9 @@ import hashlib
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from forager.cli.contamination import contamination
+from forager.cli import app
 from forager.integrity.contamination import KEY, is_contaminated
 
 from .conftest import example_tasks, run_cli
@@ -43,14 +42,8 @@ def tasks_and_file(tmp_path_factory, engine):
 
 
 def cli(db: str, *args: str):
-    app = typer.Typer()
-    app.command("contamination")(contamination)
-
-    @app.callback()
-    def main() -> None:  # why: a group, so the command is called by name as under `forager tasks`
-        pass
-
-    return CliRunner().invoke(app, ["contamination", "--db", db, *args], env={"COLUMNS": "200"})
+    """`forager tasks contamination` in-process, through forager's own command line."""
+    return CliRunner().invoke(app, ["tasks", "contamination", "--db", db, *args], env={"COLUMNS": "200"})
 
 
 def report(db: str, *args: str) -> dict:

@@ -4,10 +4,9 @@ inserted directly (no container runs), then `task_outcomes`, `pass_rates` and `f
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from forager.cli.stats import stats
+from forager.cli import app
 from forager.integrity.stats import pass_rates, summarize, task_outcomes
 from forager.store import Episode, Image, Repo, Run, Store, Task
 
@@ -96,14 +95,8 @@ def check_outcomes(store: Store, ids: dict[str, int]) -> None:
 
 
 def cli(url: str, *args: str):
-    app = typer.Typer()
-    app.command("stats")(stats)
-
-    @app.callback()
-    def main() -> None:  # why: a group, so the command is called by name as under `forager tasks`
-        pass
-
-    return CliRunner().invoke(app, ["stats", "--db", url, *args], env={"COLUMNS": "200"})
+    """`forager tasks stats` in-process, through forager's own command line."""
+    return CliRunner().invoke(app, ["tasks", "stats", "--db", url, *args], env={"COLUMNS": "200"})
 
 
 def check_cli(url: str) -> None:

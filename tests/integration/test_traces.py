@@ -212,28 +212,14 @@ def test_clock():
 def test_awkward_code_gives_valid_traces_or_a_clean_skip(tmp_path, engine):
     """Generators, coroutines, recursion, exceptions caught and uncaught, a __repr__ that raises and one that
     never ends, traced in a real container: every trace parses back, and the endless repr costs its test only."""
-    import subprocess
-
     from forager.images.pipeline import ImageBuilder
     from forager.models import RepoRef
     from forager.store import Store
     from forager.traces.run import TraceOptions, Tracer, passing_tests, select_tests, suite_subject
 
-    from .conftest import module_settings
+    from .conftest import module_settings, small_repo
 
-    repo = tmp_path / "awk"
-    (repo / "src" / "awk").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "src" / "awk" / "__init__.py").write_text(AWKWARD)
-    (repo / "tests" / "test_awk.py").write_text(AWKWARD_TESTS)
-    (repo / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        '[project]\nname = "awk"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n\n'
-        '[project.optional-dependencies]\ntest = ["pytest>=7"]\n')
-    identity = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(repo), *identity, "commit", "-q", "-m", "awk"], check=True)
+    repo = small_repo(tmp_path / "awk", "awk", AWKWARD, AWKWARD_TESTS)
     settings = module_settings(tmp_path)
     store = Store(settings.db)
     built = ImageBuilder(settings, store, engine).build(RepoRef(url=str(repo)))

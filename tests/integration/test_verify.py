@@ -14,7 +14,7 @@ from forager.models import RepoRef
 from forager.store import Store, Task
 from forager.tasks.evaluate import evaluate_in_image
 
-from .conftest import module_settings, run_cli
+from .conftest import module_settings, run_cli, small_repo
 
 SOURCE = "def add(a, b):\n    return a + b\n"
 TESTS = '''\
@@ -46,18 +46,7 @@ def _git(repo, *args: str) -> str:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory, engine):
     root = tmp_path_factory.mktemp("verify")
-    repo = root / "calc"
-    (repo / "src" / "calc").mkdir(parents=True)
-    (repo / "tests").mkdir()
-    (repo / "src" / "calc" / "__init__.py").write_text(SOURCE)
-    (repo / "tests" / "test_calc.py").write_text(TESTS)
-    (repo / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        '[project]\nname = "calc"\nversion = "0.1.0"\nrequires-python = ">=3.9"\n\n'
-        '[project.optional-dependencies]\ntest = ["pytest>=7"]\n')
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", "calc")
+    repo = small_repo(root / "calc", "calc", SOURCE, TESTS)
     (repo / "src" / "calc" / "__init__.py").write_text(SOURCE.replace("a + b", "a - b"))
     bug = _git(repo, "diff")
     gold = _git(repo, "diff", "-R")
