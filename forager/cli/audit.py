@@ -1,4 +1,4 @@
-"""`forager audit`: parsing and output only; the work is in forager/integrity/audit.py."""
+"""`forager audit`: parsing and output only; the work is in forager/integrity/audit/."""
 
 from __future__ import annotations
 
