@@ -376,3 +376,29 @@ def test_the_gold_and_caches_scripts_find_lines_and_archives(planted):
     caches = run_probe(CACHES, subject)
     assert [(f.kind, f.fails) for f in caches.findings] == [("project-archive", True), ("cache", False)], caches
     assert caches.findings[1].detail.endswith("in 3 files")
+
+
+def test_an_image_is_not_failed_for_bytecode_any_empty_module_compiles_to(tmp_path):
+    """An empty tests/__init__.py compiles to the same bytecode as pip's vendored certifi/tests/__init__.py: no copy
+    (seen on markupsafe); bytecode of a real source under the same install tail still is one."""
+    repo = tmp_path / "testbed"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "tests" / "__init__.py").write_text("")
+    (repo / "src" / "ledger").mkdir(parents=True)
+    (repo / "src" / "ledger" / "money.py").write_text(ORIGINAL + "# " + "x" * 300 + "\n")  # past MIN_COPY_BYTES
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "start")
+    vendored = tmp_path / "opt" / "site-packages" / "pip" / "_vendor" / "certifi" / "tests" / "__pycache__"
+    vendored.mkdir(parents=True)
+    (tmp_path / "empty.py").write_text("")
+    py_compile.compile(str(tmp_path / "empty.py"), cfile=str(vendored / "__init__.cpython-311.pyc"), doraise=True)
+    subject = make_subject(str(repo), root=str(tmp_path), tracked=["tests/__init__.py", "src/ledger/money.py"],
+                           texts={})
+    assert run_probe(SOURCE, subject).verdict == Verdict.clean
+    installed = tmp_path / "opt" / "site-packages" / "ledger" / "__pycache__"
+    installed.mkdir(parents=True)
+    py_compile.compile(str(repo / "src" / "ledger" / "money.py"), cfile=str(installed / "money.cpython-311.pyc"),
+                       doraise=True)
+    result = run_probe(SOURCE, subject)
+    assert result.verdict == Verdict.failed and {f.kind for f in result.findings} == {"compiled-copy"}, result

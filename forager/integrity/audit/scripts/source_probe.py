@@ -124,7 +124,7 @@ class Search:
     tail (installed or built copies); what it finds."""
 
     def __init__(self, watched, tracked, label, image, min_bytes):
-        self.tracked, self.label, self.image = tracked, label, image
+        self.tracked, self.label, self.image, self.min_bytes = tracked, label, image, min_bytes
         self.findings, self.more, self.hashes = [], 0, {}
         self.by_size, self.by_stem, self.by_tail = {}, {}, {}
         for w in watched:
@@ -183,6 +183,8 @@ class Search:
         for w in self.by_stem[stem]:
             if (image and tail not in w.tails) or not same_code(data, w, level):
                 continue
+            if image and w.size() < self.min_bytes:
+                continue  # a tiny file (an empty __init__.py) compiles to the same bytecode as any other
             if path in self.tracked:
                 self.add("tracked-pyc", path, "a tracked file: bytecode compiled from %s (%s)" % (w.rel, label),
                          fails=False)
