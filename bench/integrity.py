@@ -9,9 +9,9 @@ as non-deterministic, order-dependent tests, seconds per task, and the audit's v
 reported, failed) for the image and each task.
 
     .venv/bin/python bench/integrity.py [--repos example,itsdangerous,markupsafe] [--tasks 3] [--runs 5]
-        [--workdir DIR]
+        [--workdir DIR] [--audit-only]
 
-Needs a Docker engine and the base image (`make base-image`); images are tagged `forager-bench-integrity/NAME:HASH`.
+`--audit-only` audits again what an earlier run left in the same --workdir (its store and images). Needs a Docker engine and the base image (`make base-image`); images are tagged `forager-bench-integrity/NAME:HASH`.
 """
 
 from __future__ import annotations
@@ -42,11 +42,17 @@ def log(message: str) -> None:
 
 
 def measure(name: str, settings: Settings, store: Store, engine: Engine, tasks: int, runs: int, workdir: Path,
-            corpus: Path) -> dict:
+            corpus: Path, audit_only: bool = False) -> dict:
     source = materialise(workdir / "example") if name == "example" else clone_bundle(
         corpus / f"{name}.bundle", workdir / "clones" / name)
     ref = RepoRef(url=str(source))
     builder = ImageBuilder(settings, store, engine)
+    if audit_only:  # the images and tasks of an earlier run in the same --workdir
+        image = store.image(builder.build(ref).image_id)
+        started = time.monotonic()
+        audit = audit_rows(settings, store, engine, image)
+        return {"repo": name, "commit": image.commit, "python": image.python_version, "audit": audit,
+                "audit_seconds": round(time.monotonic() - started, 1)}
     log(f"{name}: image and {tasks} tasks")
     report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=tasks, seed=0)
     image = store.image(report.image_id)
@@ -88,12 +94,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--audit-only", action="store_true", help="audit the images and tasks --workdir holds")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="forager-bench-integrity-"))
     settings = Settings(db=f"sqlite:///{workdir / 'integrity.db'}", cache_dir=workdir / "cache",
                         image_prefix=IMAGE_PREFIX)
     store, engine = Store(settings.db), Engine(timeout=settings.docker_timeout)
-    rows = [measure(name.strip(), settings, store, engine, args.tasks, args.runs, workdir, args.corpus)
+    rows = [measure(name.strip(), settings, store, engine, args.tasks, args.runs, workdir, args.corpus,
+                    args.audit_only)
             for name in args.repos.split(",") if name.strip()]
     print(json.dumps({"runs": args.runs, "repos": rows}, indent=2))
 
