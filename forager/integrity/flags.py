@@ -27,7 +27,9 @@ _NETWORK = re.compile(
     r"|urllib\.request|\brequests\.(?:get|post)|http\.client|urlopen\(|socket\.create_connection")
 _NETWORK_OUTPUT = re.compile(r"Could not resolve host|Temporary failure in name resolution|Network is unreachable"
                              r"|Name or service not known|Failed to establish a new connection")
-_SEARCHERS = frozenset({"find", "grep", "egrep", "fgrep", "rg", "ag", "ack", "locate", "tree", "ls"})
+# why no ls, cat or tree: reading a dependency's installed source is ordinary work; searching for text or
+# files outside the repository is how a fix is hunted down
+_SEARCHERS = frozenset({"find", "grep", "egrep", "fgrep", "rg", "ag", "ack", "locate"})
 _SEARCH_ROOTS = ("/", "/usr", "/opt", "/root", "/home", "/tmp", "/var", "/srv", "/etc", "/lib", "/mnt", "~")
 _SITE = re.compile(r"site-packages|dist-packages|\.cache/pip|/\.local/lib")
 
@@ -53,12 +55,14 @@ def _searches_outside(command: str, repo_root: str) -> bool:
             words = part.split()
         if not words or words[0].rsplit("/", 1)[-1] not in _SEARCHERS:
             continue
+        if words[0].rsplit("/", 1)[-1] == "locate":  # its index covers the whole filesystem
+            return True
         for word in words[1:]:
             if word.startswith("-") or word.startswith(repo_root):
                 continue
             if _SITE.search(word) or (word.startswith(("/", "~")) and word.rstrip("/") in {r.rstrip("/") for r in _SEARCH_ROOTS}):
                 return True
-            if word.startswith("/") and words[0] != "ls" and not word.startswith(("/tmp/", "/dev/")):
+            if word.startswith("/") and not word.startswith(("/tmp/", "/dev/")):
                 return True
     return False
 

@@ -28,7 +28,7 @@ def test_trying_the_network_is_flagged(command):
 @pytest.mark.parametrize("command", [
     "find / -name 'app.py'", "grep -rn 'def escape' /usr/lib/python3/dist-packages",
     "rg make_response /usr/local/lib/python3.11/site-packages", "grep -r fix ~/.cache/pip", "find /opt -name '*.py'",
-    "ls /usr/local/lib/python3.11/site-packages/flask",
+    "locate money.py",
 ])
 def test_searching_outside_the_repository_is_flagged(command):
     assert any(f.startswith(SEARCH_OUTSIDE) for f in command_flags(command, repo_root="/testbed"))
@@ -38,6 +38,7 @@ def test_searching_outside_the_repository_is_flagged(command):
     "git log -3 --oneline", "git diff", "git status", "git show HEAD:src/app.py", "grep -rn 'def escape' src/",
     "find . -name '*.py'", "find /testbed/src -name '*.py'", "pip install -e .", "python -m pytest tests -x",
     "ls", "ls -la /testbed", "cat /tmp/out.txt", "sed -n 1,20p src/app.py",
+    "ls /usr/local/lib/python3.11/site-packages/flask", "cat /usr/lib/python3/dist-packages/six.py",
 ])
 def test_ordinary_work_is_not_flagged(command):
     assert command_flags(command, repo_root="/testbed") == []
