@@ -246,11 +246,12 @@ class Tracer:
         row.dropped = dict(cut.dropped)
         if raw.calls_skipped:  # past the per-function cap in the container already: never recorded
             row.dropped["calls per function"] = row.dropped.get("calls per function", 0) + raw.calls_skipped
-        traces = []
+        traces, own = [], set()
         for function in cut.traces:
             text = cwm.serialise(function)
             sha = cwm.trace_sha256(text)
             key = (function.path, function.qualname, function.ordinal)
+            own.add(key)
             deterministic = all(seen.get(key) == sha for seen in repeats) if repeats else None
             traces.append(Trace(
                 image_id=row.image_id, task_id=row.task_id, variant=row.variant, test_id=row.test_id,
@@ -263,8 +264,8 @@ class Tracer:
             ))
         row.traces = len(traces)
         if repeats:
-            row.deterministic = all(t.deterministic for t in traces) and all(
-                set(seen) == set(self._keys(cut.traces)) for seen in repeats)
+            # why the keys as well: a trace only one run has is a difference too
+            row.deterministic = all(t.deterministic for t in traces) and all(set(seen) == own for seen in repeats)
         if subject.variant == "bug" and subject.task is not None:
             row.bug_line_seen = checks.bug_line_seen([raw], subject.task.gold_patch)
         return row, traces
