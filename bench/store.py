@@ -1,10 +1,17 @@
-"""Steps written per second through Store.record_step (the collector's path), SQLite vs PostgreSQL, 1 and 8 writers.
+"""Steps written per second to the store, SQLite vs PostgreSQL: the per-step transaction collect used before
+group commit (`legacy`) against the group-commit writer it uses now (`group`), side by side in one run.
 
-Each writer is a process with its own Store and its own claimed episode, as a worker's episode threads
-would be; a step carries what a real one does: ~200 completion token ids with their logprobs, ~300
-prompt token ids (only the new tokens of the turn), a ~2 KB observation and its raw output.
+Each episode is a thread of one collector process, with its own claimed episode, writing as the collector
+does: `legacy` commits each step in its own transaction before going on; `group` hands the step to the
+store's writer (Store.submit_step) and waits only for the previous step's acknowledgement before the
+next (collect/episode.py StepRecorder). Reported: steps per second, and each step's write latency (call
+to return for legacy; submit to durable acknowledgement for group) p50/p99 in ms. Several collector
+processes on one store are measured too (`--processes`, each with `episodes` threads).
 
-    .venv/bin/python bench/store.py [--postgres URL] [--steps 150]     # prints JSON
+A step carries what a real one does: ~200 completion token ids with their logprobs, ~300 prompt token
+ids (only the turn's new tokens), a ~2 KB observation and its raw output.
+
+    .venv/bin/python bench/store.py [--postgres URL] [--steps 100] [--episodes 1,8,32] [--processes 2]
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import json
 import multiprocessing
 import os
 import random
+import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,58 +33,119 @@ from sqlalchemy.engine import make_url
 
 from forager.store import Run, Step, Store, Task
 
-WRITERS = (1, 8)
-
-
 def _step(episode_id: int, index: int, rng: random.Random) -> Step:
     ids = [rng.randrange(150_000) for _ in range(500)]
     observation = "".join(rng.choice("abcdefghij klmnop\n") for _ in range(2048))
-    fields = {"prompt_delta_ids" if "prompt_delta_ids" in Step.model_fields else "prompt_token_ids": ids[:300]}
     return Step(
         episode_id=episode_id, index=index, model_text=f"<tool: bash>\nls -la {index}\n</tool>", tool="bash",
-        arguments={"command": f"ls -la {index}"}, completion_token_ids=ids[300:], **fields,
+        arguments={"command": f"ls -la {index}"}, completion_token_ids=ids[300:], prompt_delta_ids=ids[:300],
         logprobs=[-rng.random() for _ in range(200)], prompt_tokens=300 * (index + 1), completion_tokens=200,
         observation=f"<output>\n{observation}\n</output>", raw_output=observation, output_bytes=len(observation),
         exit_code=0, llm_seconds=0.5, env_seconds=0.1,
+        timings={"model": 0.5, "tokenize": 0.001, "command": 0.1, "store": 0.0, "other": 0.001, "total": 0.602},
     )
 
 
-def _writer(url: str, run_id: int, steps: int, barrier, results) -> None:
+def legacy_record(store: Store, step: Step, **episode_fields) -> None:
+    """The per-step transaction collect used before group commit: fence, ORM add, commit, refresh."""
+    with store.session() as s:
+        store._write_held(s, step.episode_id, **episode_fields)
+        s.add(step)
+        s.commit()
+        s.refresh(step)
+
+
+def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, latencies: list, errors: list) -> None:
     try:
-        store = Store(url)
         episode = store.claim_episode(run_id)
         rng = random.Random(episode.id)
         rows = [_step(episode.id, index, rng) for index in range(steps)]  # built before the clock starts
         barrier.wait(timeout=300)
-        started = time.perf_counter()
+        pending = None
         for index, row in enumerate(rows):
-            store.record_step(row, turns=index + 1, completion_tokens=200 * (index + 1))
-        results.put((started, time.perf_counter()))
-    except Exception as exc:  # noqa: BLE001 - the parent reports it instead of waiting forever
+            fields = {"turns": index + 1, "completion_tokens": 200 * (index + 1)}
+            if mode == "legacy":
+                started = time.perf_counter()
+                legacy_record(store, row, **fields)
+                latencies.append(time.perf_counter() - started)
+            else:  # as StepRecorder: the previous step durable before this one goes
+                if pending is not None:
+                    pending.result()
+                pending = store.submit_step(row, **fields)
+        if pending is not None:
+            pending.result()
+    except Exception as exc:  # noqa: BLE001 - reported, not hung on
+        errors.append(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         barrier.abort()
-        results.put(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}")
 
 
-def measure(url: str, writers: int, steps: int) -> dict:
+def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, start=None, results=None) -> dict:
+    """One collector process: `episodes` threads writing `steps` steps each; its span and latencies."""
+    store = Store(url)
+    latencies: list[float] = []
+    errors: list[str] = []
+    barrier = threading.Barrier(episodes + 1)
+    threads = [threading.Thread(target=_episode_thread, args=(store, run_id, steps, mode, barrier, latencies, errors))
+               for _ in range(episodes)]
+    for thread in threads:
+        thread.start()
+    if start is not None:
+        start.wait(timeout=300)  # every process ready: they start together
+    barrier.wait(timeout=300)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    ended = time.perf_counter()
+    if mode == "group":
+        latencies = list(store.step_writer.stats.latencies)
+        batch = store.step_writer.stats.snapshot().get("mean_batch")
+    else:
+        batch = 1
+    result = {"seconds": ended - started, "latencies": latencies, "errors": errors, "mean_batch": batch}
+    if results is not None:
+        results.put(result)
+    return result
+
+
+def _plan(url: str, episodes: int) -> int:
     store = Store(url)
     repo = store.upsert_repo(f"/bench/{uuid.uuid4().hex}", "bench")
     task = store.save_task(Task(instance_id=f"bench__{uuid.uuid4().hex[:10]}", kind="mutate-fix", repo_id=repo.id))
     run, _ = store.get_or_create_run(Run(name=f"bench-{uuid.uuid4().hex[:8]}", policy="oracle"))
-    store.plan_episodes(run.id, [task.id], attempts=writers)
-    context = multiprocessing.get_context("fork")
-    barrier, results = context.Barrier(writers), context.Queue()
-    procs = [context.Process(target=_writer, args=(url, run.id, steps, barrier, results)) for _ in range(writers)]
-    for proc in procs:
-        proc.start()
-    spans = [results.get(timeout=600) for _ in procs]
-    for proc in procs:
-        proc.join()
-    if errors := [span for span in spans if isinstance(span, str)]:
+    store.plan_episodes(run.id, [task.id], attempts=episodes)
+    return run.id
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1) -> dict:
+    run_id = _plan(url, episodes * processes)
+    if processes == 1:
+        results = [_collector(url, run_id, episodes, steps, mode)]
+    else:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no inherited connections
+        start, queue = context.Barrier(processes), context.Queue()
+        procs = [context.Process(target=_collector, args=(url, run_id, episodes, steps, mode, start, queue))
+                 for _ in range(processes)]
+        for proc in procs:
+            proc.start()
+        results = [queue.get(timeout=900) for _ in procs]
+        for proc in procs:
+            proc.join()
+    if errors := [error for result in results for error in result["errors"]]:
         raise SystemExit(f"bench/store.py: a writer on {url.split('@')[-1]} failed: {errors[0]}")
-    wall = max(end for _s, end in spans) - min(start for start, _e in spans)
-    total = writers * steps
-    return {"writers": writers, "steps": total, "seconds": round(wall, 3), "steps_per_second": round(total / wall, 1),
-            "ms_per_step_per_writer": round(1000 * wall / steps, 2)}
+    wall = max(result["seconds"] for result in results)
+    latencies = [value for result in results for value in result["latencies"]]
+    total = processes * episodes * steps
+    return {"mode": mode, "processes": processes, "episodes": episodes * processes, "steps": total,
+            "seconds": round(wall, 3), "steps_per_second": round(total / wall, 1),
+            "write_ms_p50": _ms(latencies, 0.5), "write_ms_p99": _ms(latencies, 0.99),
+            "mean_batch": round(statistics.mean(r["mean_batch"] or 1 for r in results), 1)}
 
 
 @contextmanager
@@ -99,17 +169,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", default=os.environ.get("FORAGER_TEST_POSTGRES"),
                         help="PostgreSQL URL of a role that may CREATEDB (the bench uses a fresh database)")
-    parser.add_argument("--steps", type=int, default=150, help="steps per writer")
+    parser.add_argument("--steps", type=int, default=100, help="steps per episode")
+    parser.add_argument("--episodes", default="1,8,32", help="episodes (threads) of one collector, comma-separated")
+    parser.add_argument("--processes", type=int, default=2, help="collector processes of 32 episodes on one store")
     args = parser.parse_args()
+    counts = [int(n) for n in args.episodes.split(",")]
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         backends = {"sqlite": f"sqlite:///{tmp}/bench.db"}
         if args.postgres:
             backends["postgresql"] = stack.enter_context(fresh_database(args.postgres))
         sample = _step(1, 0, random.Random(0))
-        report = {
-            "step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
-            "results": {name: [measure(url, n, args.steps) for n in WRITERS] for name, url in backends.items()},
-        }
+        results: dict[str, list] = {}
+        for name, url in backends.items():
+            rows = results.setdefault(name, [])
+            for episodes in counts:
+                for mode in ("legacy", "group"):  # side by side, same store, same machine state
+                    rows.append(measure(url, mode, episodes, args.steps))
+            if args.processes > 1:
+                rows.append(measure(url, "group", 32, args.steps, processes=args.processes))
+        report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(), "results": results}
     print(json.dumps(report, indent=2))
 
 

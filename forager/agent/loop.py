@@ -55,6 +55,8 @@ class StepRecord(BaseModel):
     prefix_ok: bool | None = None
     prefix_divergence: int | None = None
     prompt_offset: int = 0  # leading prompt tokens that are the previous call's prompt + completion
+    seconds: float = 0.0  # the turn's wall time, from asking the policy to handing the step to `record`
+    decide_seconds: float = 0.0  # of which the policy's answer (prompt, model call with its retries, parsing)
 
 
 class EpisodeOutcome(BaseModel):
@@ -96,6 +98,7 @@ def run_episode(
         return outcome
 
     for turn in range(limits.max_turns):
+        turn_started = time.perf_counter()
         if should_stop():
             raise InterruptedError("collector stopping")
         if clock() - started >= limits.time_limit:
@@ -103,6 +106,7 @@ def run_episode(
         tokens_left = limits.max_context_tokens - context_used
         if tokens_left < MIN_REPLY_TOKENS:
             return end(ExitReason.context_exceeded, f"{context_used} of {limits.max_context_tokens} tokens used")
+        decide_started = time.perf_counter()
         try:
             decision = policy.decide(history, tokens_left)
         except ContextExceeded as exc:
@@ -110,7 +114,8 @@ def run_episode(
         except LLMError as exc:
             return end(ExitReason.llm_error, str(exc))
 
-        step = StepRecord(index=turn, decision=decision, observation_messages=[], observation="")
+        step = StepRecord(index=turn, decision=decision, observation_messages=[], observation="",
+                          decide_seconds=time.perf_counter() - decide_started)
         completion = decision.completion
         if completion is not None:
             outcome.llm_seconds += completion.seconds
@@ -137,6 +142,7 @@ def run_episode(
                 result = sandbox.execute(call)
             except SandboxError as exc:  # the environment itself is gone
                 step.observation = f"environment error: {exc}"
+                step.seconds = time.perf_counter() - turn_started
                 record(step)
                 return end(ExitReason.env_error, str(exc))
             policy.observe(call, result)
@@ -146,6 +152,7 @@ def run_episode(
             step.observation_messages = [
                 policy.format.observation_message(call, step.observation, decision.tool_calls)]
         history += [decision.assistant_message, *step.observation_messages]
+        step.seconds = time.perf_counter() - turn_started
         record(step)
         if call is not None and call.name == "submit" and step.result is not None and not step.result.error:
             outcome.patch, outcome.patch_from_file = step.result.patch, step.result.patch_from_file

@@ -214,6 +214,16 @@ def print_summary(summary) -> None:
         f"{summary.grade_seconds:.1f}", f"{summary.wall_seconds:.1f}", str(summary.prefix_breaks),
     )
     out.print(table)
+    if summary.time_split:
+        split = Table(title="where the time went (per step; sandbox wait, grading and outside steps per episode)")
+        for column in ("part", "p50 ms", "p99 ms", "mean ms", "share of episode time"):
+            split.add_column(column, justify="left" if column == "part" else "right")
+        for name, part in summary.time_split.items():
+            split.add_row(name.replace("_", " "), f"{part.p50_ms:.1f}", f"{part.p99_ms:.1f}", f"{part.mean_ms:.1f}",
+                          f"{part.share:.1%}")
+        out.print(split)
+        out.print(f"collector's own time (tokenize + store + other): {summary.collector_share:.1%} of episode time",
+                  highlight=False)
     if summary.flagged:
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.flags.items()))
         out.print(f"[yellow]{summary.flagged} flagged episode{'s' if summary.flagged != 1 else ''}[/yellow] ({kinds}):"

@@ -18,7 +18,7 @@ from forager.agent.policy import LLMPolicy, OraclePolicy, Policy
 from forager.agent.prompts import opening_messages
 from forager.collect.config import CollectConfig
 from forager.collect.reward import episode_reward, graded_exit
-from forager.collect.steps import step_row
+from forager.collect.steps import step_row, step_timings
 from forager.config import Settings
 from forager.engine.docker_engine import Engine
 from forager.llm.client import ChatClient
@@ -29,6 +29,45 @@ from forager.integrity.flags import episode_flags
 from forager.tasks.evaluate import Grade, evaluate_in_image
 
 EventCallback = Callable[[int, str], None]
+
+
+class StepRecorder:
+    """An episode's steps handed to the store's group-commit writer, one write in flight: a step waits for the
+    previous one's acknowledgement (usually long done, while the model and the command ran), so the episode
+    never runs more than one step ahead of what is durable, and never has a gap in what is."""
+
+    def __init__(self, store: Store, episode_id: int, on_turn: Callable[[int], None]):
+        self.store, self.episode_id, self.on_turn = store, episode_id, on_turn
+        self.pending: Future | None = None
+        self.commands: list[tuple[str, str]] = []  # (bash command, its output): what the flags are read from
+
+    def record(self, step: StepRecord) -> None:
+        waited = self.flush()
+        started = time.perf_counter()
+        row = step_row(self.episode_id, step)
+        if row.tool == "bash":
+            self.commands.append((str(row.arguments.get("command", "")), row.raw_output))
+        self.on_turn(step.index)
+        row.timings = step_timings(step, store_wait=waited, bookkeeping=time.perf_counter() - started)
+        self.pending = self.store.submit_step(row, turns=step.index + 1)
+
+    def flush(self) -> float:
+        """Wait for the step in flight to be durable (raises what its write raised); the seconds waited."""
+        if self.pending is None:
+            return 0.0
+        started = time.perf_counter()
+        try:
+            self.pending.result()
+        finally:
+            self.pending = None
+        return time.perf_counter() - started
+
+    def abandon(self) -> None:
+        """The episode stops here: let its last write land, whatever it says (a restart replaces it)."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - LeaseLost or a store error: the episode is left as it is
+            pass
 
 
 class EpisodeRunner:
@@ -86,22 +125,22 @@ class EpisodeRunner:
             self.store.update_episode(episode.id, container=sandbox.container.name if sandbox.container else None,
                                       messages=messages, tools=tools, start_seconds=round(start_seconds, 3))
 
-            def record(step: StepRecord) -> None:
-                self.store.record_step(step_row(episode.id, step), turns=step.index + 1)
-                self.on_event(episode.id, f"turn {step.index + 1}/{self.limits.max_turns}")
-
+            steps = StepRecorder(self.store, episode.id, lambda index: self.on_event(
+                episode.id, f"turn {index + 1}/{self.limits.max_turns}"))
             try:
-                outcome = run_episode(policy, sandbox, messages, self.limits, record,
+                outcome = run_episode(policy, sandbox, messages, self.limits, steps.record,
                                       should_stop=self.stop.is_set)
+                steps.flush()  # every step durable before the episode may finish
             except InterruptedError:
-                return  # left `running`: the next collect restarts it cleanly
+                steps.abandon()
+                return  # left `running` (or another worker's now): the next collect restarts it cleanly
         finally:
             if sandbox is not None:
                 self.close_aside(sandbox.close)
         grade = None
         if outcome.exit_reason == ExitReason.submitted and outcome.patch:
             grade = self._grade(episode, task, image, outcome)
-        self._finish(episode, outcome, grade, started, start_seconds=start_seconds)
+        self._finish(episode, outcome, grade, started, start_seconds=start_seconds, commands=steps.commands)
 
     def _grade(self, episode: Episode, task: Task, image: Image, outcome: EpisodeOutcome) -> Grade | None:
         """The submitted patch graded in a fresh container; the outcome's exit reason and error follow the grade."""
@@ -116,21 +155,16 @@ class EpisodeRunner:
         outcome.exit_reason, outcome.error = graded_exit(grade, outcome.patch_from_file, outcome.error)
         return grade
 
-    def _command_flags(self, episode_id: int) -> list[str]:
-        """What the agent's commands reached for (git past HEAD, the filesystem outside the repository, the network)."""
-        commands = [(step.arguments.get("command", ""), step.raw_output) for step in self.store.steps(episode_id)
-                    if step.tool == "bash"]
-        return episode_flags(commands, self.settings.repo_path)
-
     def _finish(self, episode: Episode, outcome: EpisodeOutcome, grade: Grade | None, started: float, *,
-                start_seconds: float) -> None:
+                start_seconds: float, commands: list[tuple[str, str]] = ()) -> None:
         resolved = bool(grade and grade.resolved)
         reward = episode_reward(outcome.exit_reason, resolved, self.config.fail_reward)
         row = self.store.finish_episode(
             episode.id, last_step_reward=reward,
             exit_reason=outcome.exit_reason.value, error=outcome.error, reward=reward, resolved=resolved,
             patch=outcome.patch, grade=grade.model_dump(mode="json") if grade else {}, turns=outcome.turns,
-            flags=[*(grade.flags() if grade else []), *self._command_flags(episode.id)],
+            # what the agent's commands reached for (git past HEAD, outside the repository, the network)
+            flags=[*(grade.flags() if grade else []), *episode_flags(list(commands), self.settings.repo_path)],
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
             cached_tokens=outcome.cached_tokens, llm_seconds=round(outcome.llm_seconds, 3),
             env_seconds=round(outcome.env_seconds, 3), start_seconds=round(start_seconds, 3),

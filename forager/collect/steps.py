@@ -6,6 +6,24 @@ from forager.agent.loop import StepRecord
 from forager.store import Step
 
 
+def step_timings(step: StepRecord, *, store_wait: float, bookkeeping: float) -> dict[str, float]:
+    """Where a turn's wall time went (pure), in seconds:
+
+    model     the policy's answer less its prompt building: the model call with any retries (and parsing)
+    tokenize  building the prompt's token ids (local, or the server's /tokenize)
+    command   the tool call in the sandbox
+    store     waiting for the previous step's write to be acknowledged (durable)
+    other     the rest: observation building, bookkeeping, making the row
+    """
+    tokenize = getattr(step.decision, "tokenize_seconds", 0.0)
+    model = max(0.0, step.decide_seconds - tokenize)
+    command = step.result.seconds if step.result is not None else 0.0
+    other = max(0.0, step.seconds - step.decide_seconds - command) + bookkeeping
+    parts = {"model": model, "tokenize": tokenize, "command": command, "store": store_wait, "other": other}
+    parts["total"] = step.seconds + store_wait + bookkeeping
+    return {name: round(value, 6) for name, value in parts.items()}
+
+
 def step_row(episode_id: int, step: StepRecord) -> Step:
     decision, result, completion = step.decision, step.result, step.decision.completion
     row = Step(

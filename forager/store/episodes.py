@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import os
 import socket
+from concurrent.futures import Future
 from datetime import datetime, timedelta
+from functools import lru_cache
 
-from sqlalchemy import Integer, String, and_, cast, delete, func, update
+from sqlalchemy import Integer, String, and_, bindparam, cast, delete, func, update
 from sqlalchemy.orm import aliased
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from forager.engine.processes import pid_alive
 from forager.store.tables import Episode, Run, Step, utcnow
+from forager.store.writer import StepWriter
 
 WORKER = os.environ.get("FORAGER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
 LEASE_SECONDS = float(os.environ.get("FORAGER_LEASE_SECONDS") or 600)
@@ -38,6 +41,17 @@ _FRESH = {
     "completion_tokens": 0, "cached_tokens": 0, "llm_seconds": 0.0, "env_seconds": 0.0, "start_seconds": 0.0,
     "grade_seconds": 0.0, "wall_seconds": 0.0,
 }
+
+
+@lru_cache(maxsize=64)
+def _fence_statement(names: tuple[str, ...]):
+    """UPDATE of one episode, only while it runs under the named holder: its lease extended (unless `names`
+    sets it) and the columns `names` set; parameters fence_id, fence_holder, fence_lease and set_NAME.
+    Built once per set of names: making the statement costs more than running it."""
+    table = Episode.__table__
+    values = {"lease_expires_at": bindparam("fence_lease"), **{name: bindparam(f"set_{name}") for name in names}}
+    return (update(table).where(table.c.id == bindparam("fence_id"), table.c.status == RUNNING,
+                                table.c.worker == bindparam("fence_holder")).values(**values))
 
 
 class LeaseLost(InterruptedError):
@@ -189,19 +203,42 @@ class EpisodeStore:
                     s.commit()
                     return s.get(Episode, episode_id)
 
+    def _fence(self, s, held: list[tuple[int, str, dict]]) -> dict[int, LeaseLost]:
+        """For each (episode, holder, fields): set the fields and extend the lease, in `s`'s transaction, where the
+        episode is still running under that holder; the LeaseLost to raise for each one another worker holds
+        now (the UPDATE's condition is the fence: atomic on both databases). Nothing is rolled back here.
+
+        One statement per set of field names, executed for all its episodes at once (the group-commit
+        writer fences every episode of a batch); their rows are read back only when the count says some
+        UPDATE changed nothing, or when the driver cannot count rows of a batched statement."""
+        connection = s.connection()
+        lease = self._lease()
+        groups: dict[tuple[str, ...], list[tuple[int, str, dict]]] = {}
+        for episode_id, holder, fields in held:
+            groups.setdefault(tuple(sorted(fields)), []).append((episode_id, holder, fields))
+        check = not connection.dialect.supports_sane_multi_rowcount
+        for names, group in groups.items():
+            params = [{"fence_id": episode_id, "fence_holder": holder, "fence_lease": lease,
+                       **{f"set_{name}": value for name, value in fields.items()}}
+                      for episode_id, holder, fields in group]
+            written = connection.execute(_fence_statement(names), params).rowcount
+            check = check or written != len(group)
+        if not check:
+            return {}
+        holders = {episode_id: holder for episode_id, holder, _fields in held}
+        now = {row[0]: (row[1], row[2]) for row in connection.execute(
+            select(Episode.id, Episode.status, Episode.worker).where(Episode.id.in_(list(holders))))}
+        return {episode_id: LeaseLost(f"episode {episode_id} is no longer held by {holder} (now: {now.get(episode_id)}); "
+                                      "its lease ran out and another worker took it")
+                for episode_id, holder in holders.items() if now.get(episode_id) != (RUNNING, holder)}
+
     def _write_held(self, s, episode_id: int, **fields) -> None:
         """Set fields of an episode this store holds and extend its lease, in `s`'s transaction; LeaseLost if
-        another worker holds it now (the UPDATE's condition is the fence: atomic on both databases)."""
-        holder = self._claimed.get(episode_id, self.worker)
-        written = s.exec(
-            update(Episode).where(Episode.id == episode_id, Episode.status == RUNNING, Episode.worker == holder)
-            .values(**{"lease_expires_at": self._lease(), **fields})
-        ).rowcount
-        if written != 1:
+        another worker holds it now."""
+        lost = self._fence(s, [(episode_id, self._claimed.get(episode_id, self.worker), fields)])
+        if lost:
             s.rollback()
-            now_held = s.exec(select(Episode.status, Episode.worker).where(Episode.id == episode_id)).first()
-            raise LeaseLost(f"episode {episode_id} is no longer held by {holder} (now: {now_held and tuple(now_held)}); "
-                            "its lease ran out and another worker took it")
+            raise lost[episode_id]
 
     def update_episode(self, episode_id: int, **fields) -> Episode:
         """Set fields of a running episode this store holds and extend its lease."""
@@ -210,14 +247,23 @@ class EpisodeStore:
             s.commit()
             return s.get(Episode, episode_id)
 
-    def record_step(self, step: Step, **episode_fields) -> Step:
-        """Commit one step (and the episode's running totals) in one transaction, before the next model call."""
-        with self.session() as s:
-            self._write_held(s, step.episode_id, **episode_fields)
-            s.add(step)
-            s.commit()
-            s.refresh(step)
-            return step
+    @property
+    def step_writer(self) -> StepWriter:
+        """This store's group-commit writer (started on its first step)."""
+        writer = self.__dict__.get("_step_writer")
+        if writer is None:
+            writer = self.__dict__.setdefault("_step_writer", StepWriter(self.session, self._fence))
+        return writer
+
+    def submit_step(self, step: Step, **episode_fields) -> Future:
+        """Queue one step (and the episode's running totals) for the group-commit writer; the Future resolves
+        once they are committed (durable), or raises LeaseLost when another worker holds the episode now."""
+        holder = self._claimed.get(step.episode_id, self.worker)
+        return self.step_writer.submit(step, holder, **episode_fields)
+
+    def record_step(self, step: Step, **episode_fields) -> None:
+        """Commit one step (and the episode's running totals) and return once it is durable."""
+        self.submit_step(step, **episode_fields).result()
 
     def finish_episode(self, episode_id: int, *, last_step_reward: float | None, **fields) -> Episode:
         """Mark an episode finished and put its reward on its last step, in one transaction; only its holder can."""
@@ -290,6 +336,12 @@ class EpisodeStore:
     def steps(self, episode_id: int) -> list[Step]:
         with self.session() as s:
             return list(s.exec(select(Step).where(Step.episode_id == episode_id).order_by(Step.index)))
+
+    def step_timings(self, run_id: int) -> list[dict]:
+        """The `timings` records of the steps of a run's finished episodes (where each turn's time went)."""
+        with self.session() as s:
+            return list(s.exec(select(Step.timings).join(Episode, Episode.id == Step.episode_id)
+                               .where(Episode.run_id == run_id, Episode.status == FINISHED)))
 
     def episode_counts(self) -> list[dict]:
         """Per run: episodes by status, resolved, steps (for `forager status`)."""

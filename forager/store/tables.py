@@ -239,6 +239,8 @@ class Step(SQLModel, table=True):
     timed_out: bool = False
     tool_error: bool = False
     env_seconds: float = 0.0
+    # where the turn's wall time went, seconds: model, tokenize, command, store, other, total (collect/steps.py)
+    timings: dict = Field(default_factory=dict, sa_column=Column(JSON))
     reward: float = 0.0
     done: bool = False
     created_at: datetime = Field(default_factory=utcnow)
