@@ -8,16 +8,19 @@ path a model does (tools, store, reward), and validates a task and its environme
 from __future__ import annotations
 
 import shlex
+import time
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
 from forager.agent.formats import CwmFormat, ToolFormat, render_cwm
+from forager.llm.chat_tokens import first_difference
 from forager.llm.types import Completion, Sampling
 from forager.sandbox.models import ToolCall, ToolResult
 from forager.tasks.patches import file_changes
 
 if TYPE_CHECKING:  # the client is handed in: the loop and its policies load no HTTP code
+    from forager.llm.chat_tokens import LocalChatTokens
     from forager.llm.client import ChatClient
 
 ORACLE_PATCH = "/tmp/forager-oracle.patch"
@@ -32,6 +35,7 @@ class Decision(BaseModel):
     format_error: str | None = None
     tool_calls: list[dict] | None = None
     completion: Completion | None = None  # what the model call returned (None for scripted policies)
+    tokenize_seconds: float = 0.0  # exact tokens: time spent building this call's prompt ids (local or server)
 
 
 class Policy(Protocol):
@@ -49,22 +53,35 @@ class LLMPolicy:
     is never shown a re-tokenisation of its own reply, so every call's prompt extends the last one and
     the stored ids are one consistent trajectory. Without it the server renders the messages each
     turn, and the loop records where its tokens stop extending the previous call's.
+
+    The template's tokens come from the server's /tokenize (two calls a step), or, given `chat_tokens`
+    (the served model's tokenizer loaded here, `forager.llm.chat_tokens.local_chat_tokens`), from local
+    bookkeeping in O(new tokens). Local ids are trusted only once they matched the server's in this
+    episode: the opening prompt on the first call, the first suffix on the second. Where they differ the
+    episode uses the server from then on, and `token_source` says why.
     """
 
     def __init__(self, client: ChatClient, tool_format: ToolFormat, sampling: Sampling, tools: list[dict] | None,
-                 *, exact_tokens: bool = False):
+                 *, exact_tokens: bool = False, chat_tokens: LocalChatTokens | None = None):
         self.client = client
         self.format = tool_format
         self.sampling = sampling
         self.tools = tools
         self.exact_tokens = exact_tokens
+        self.chat_tokens = chat_tokens
+        # "local", "server", or "server (local differed at token N)" / "server (local failed: ...)"
+        self.token_source = "local" if chat_tokens is not None and exact_tokens else "server"
         self.ids: list[int] | None = None  # exact_tokens: the conversation so far, as the model saw and wrote it
         self.seen = 0  # messages already in `ids`
+        self.calls = 0  # exact_tokens: prompts built so far (the first two are checked against the server)
 
     def decide(self, messages: list[dict], max_tokens: int) -> Decision:
         sampling = self.sampling.model_copy(update={"max_tokens": max(1, min(self.sampling.max_tokens, max_tokens))})
+        tokenize_seconds = 0.0
         if self.exact_tokens:
+            started = time.perf_counter()
             prompt = self._next_prompt(messages)
+            tokenize_seconds = time.perf_counter() - started
             completion = self.client.complete(prompt, sampling)
             self.ids, self.seen = prompt + completion.completion_token_ids, len(messages) + 1
         else:
@@ -77,9 +94,34 @@ class LLMPolicy:
         return Decision(
             text=raw, assistant_message=self.format.assistant_message(completion.text, completion.tool_calls),
             call=parsed.call, format_error=parsed.error, tool_calls=completion.tool_calls, completion=completion,
+            tokenize_seconds=tokenize_seconds,
         )
 
     def _next_prompt(self, messages: list[dict]) -> list[int]:
+        self.calls += 1
+        if self.token_source != "local":
+            return self._server_prompt(messages)
+        try:
+            local = self._local_prompt(messages)
+        except Exception as exc:  # why: a template that does not render here only means the server renders it
+            self.token_source = f"server (local failed: {exc.__class__.__name__}: {str(exc)[:200]})"
+            return self._server_prompt(messages)
+        if self.calls > 2:
+            return local
+        server = self._server_prompt(messages)  # the check: this episode's opening prompt, then its first suffix
+        at = first_difference(local, server)
+        if at is not None:
+            self.token_source = f"server (local differed at token {at})"
+        return server
+
+    def _local_prompt(self, messages: list[dict]) -> list[int]:
+        assert self.chat_tokens is not None
+        if self.ids is None:
+            return self.chat_tokens.prompt_ids(messages)
+        suffix = self.chat_tokens.next_tokens(messages, self.seen)
+        return self.ids + suffix.ids if suffix.extends else suffix.ids
+
+    def _server_prompt(self, messages: list[dict]) -> list[int]:
         rendered = self.client.tokenize(messages, add_generation_prompt=True)
         if self.ids is None:
             return rendered

@@ -224,6 +224,9 @@ def print_summary(summary) -> None:
         out.print(split)
         out.print(f"collector's own time (tokenize + store + other): {summary.collector_share:.1%} of episode time",
                   highlight=False)
+    if summary.token_sources:
+        sources = ", ".join(f"{source} {count}" for source, count in sorted(summary.token_sources.items()))
+        out.print(f"prompt token ids from: {sources}", highlight=False)
     if summary.flagged:
         kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(summary.flags.items()))
         out.print(f"[yellow]{summary.flagged} flagged episode{'s' if summary.flagged != 1 else ''}[/yellow] ({kinds}):"

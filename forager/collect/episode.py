@@ -21,6 +21,7 @@ from forager.collect.reward import episode_reward, graded_exit
 from forager.collect.steps import step_row, step_timings
 from forager.config import Settings
 from forager.engine.docker_engine import Engine
+from forager.llm.chat_tokens import LocalChatTokens
 from forager.llm.client import ChatClient
 from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
@@ -75,10 +76,11 @@ class EpisodeRunner:
 
     def __init__(self, settings: Settings, store: Store, engine: Engine, config: CollectConfig, *,
                  limits: EpisodeLimits, client: ChatClient | None, exact_tokens: bool, on_event: EventCallback,
+                 chat_tokens: LocalChatTokens | None = None,
                  stop: threading.Event, close_aside: Callable[[Callable[[], None]], object]):
         self.settings, self.store, self.engine, self.config = settings, store, engine, config
         self.limits = limits  # the configured limits, capped by the server's context length
-        self.client, self.exact_tokens = client, exact_tokens
+        self.client, self.exact_tokens, self.chat_tokens = client, exact_tokens, chat_tokens
         self.on_event, self.stop, self.close_aside = on_event, stop, close_aside
         self.format = format_named(config.tool_format)
 
@@ -100,7 +102,8 @@ class EpisodeRunner:
         if self.config.policy == "oracle":
             return OraclePolicy(task.gold_patch)
         tools = self.format.request_tools(self.config.sandbox.command_timeout)
-        return LLMPolicy(self.client, self.format, self.config.sampling, tools, exact_tokens=self.exact_tokens)
+        return LLMPolicy(self.client, self.format, self.config.sampling, tools, exact_tokens=self.exact_tokens,
+                         chat_tokens=self.chat_tokens if self.exact_tokens else None)
 
     def run(self, run: Run, episode: Episode, task: Task, image: Image, sandbox_future: Future | None) -> None:
         started = time.monotonic()
@@ -140,7 +143,8 @@ class EpisodeRunner:
         grade = None
         if outcome.exit_reason == ExitReason.submitted and outcome.patch:
             grade = self._grade(episode, task, image, outcome)
-        self._finish(episode, outcome, grade, started, start_seconds=start_seconds, commands=steps.commands)
+        self._finish(episode, outcome, grade, started, start_seconds=start_seconds, commands=steps.commands,
+                     token_source=getattr(policy, "token_source", None) if self.exact_tokens else None)
 
     def _grade(self, episode: Episode, task: Task, image: Image, outcome: EpisodeOutcome) -> Grade | None:
         """The submitted patch graded in a fresh container; the outcome's exit reason and error follow the grade."""
@@ -156,7 +160,7 @@ class EpisodeRunner:
         return grade
 
     def _finish(self, episode: Episode, outcome: EpisodeOutcome, grade: Grade | None, started: float, *,
-                start_seconds: float, commands: list[tuple[str, str]] = ()) -> None:
+                start_seconds: float, commands: list[tuple[str, str]] = (), token_source: str | None = None) -> None:
         resolved = bool(grade and grade.resolved)
         reward = episode_reward(outcome.exit_reason, resolved, self.config.fail_reward)
         row = self.store.finish_episode(
@@ -167,7 +171,7 @@ class EpisodeRunner:
             flags=[*(grade.flags() if grade else []), *episode_flags(list(commands), self.settings.repo_path)],
             prompt_tokens=outcome.prompt_tokens, completion_tokens=outcome.completion_tokens,
             cached_tokens=outcome.cached_tokens, llm_seconds=round(outcome.llm_seconds, 3),
-            env_seconds=round(outcome.env_seconds, 3), start_seconds=round(start_seconds, 3),
+            env_seconds=round(outcome.env_seconds, 3), start_seconds=round(start_seconds, 3), token_source=token_source,
             grade_seconds=round(grade.seconds, 3) if grade else 0.0, wall_seconds=round(time.monotonic() - started, 3),
         )
         mark = "resolved" if row.resolved else outcome.exit_reason.value

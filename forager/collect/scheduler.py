@@ -19,6 +19,7 @@ from forager.collect.runs import run_row
 from forager.collect.summary import CollectSummary, summarize
 from forager.config import Settings
 from forager.engine.docker_engine import Engine
+from forager.llm.chat_tokens import local_chat_tokens
 from forager.llm.client import ChatClient
 from forager.store import Episode, Run, Store, Task
 from forager.store.episodes import LeaseLost
@@ -41,6 +42,8 @@ class Collector:
             self.client = ChatClient(config.llm_url, config.model, api_key=config.api_key, max_wait=config.llm_max_wait,
                                      on_wait=lambda message: self.on_event(0, message))
         self.exact_tokens = self._exact_tokens()
+        self.chat_tokens = None  # the served model's tokenizer, loaded here when it can be (open_run)
+        self.token_bookkeeping = "server (/tokenize)" if self.exact_tokens else None
 
     def _exact_tokens(self) -> bool:
         mode = self.config.prompt_mode
@@ -65,8 +68,14 @@ class Collector:
         if self.client is not None:
             versions["llm_server"] = self.client.server_version()
             model_info = self.client.model_info()
+        if self.exact_tokens and self.chat_tokens is None:
+            # why: a prompt's ids built here cost ~2 ms, two /tokenize round trips ~30-80 ms a step
+            self.chat_tokens, reason = local_chat_tokens(self.client)
+            self.token_bookkeeping = reason if self.chat_tokens else f"server (/tokenize): {reason}"
+            self.on_event(0, f"token bookkeeping: {self.token_bookkeeping}")
         row = run_row(config, tasks, name=name, exact_tokens=self.exact_tokens, model_info=model_info,
                       versions=versions)
+        row.config["token_bookkeeping"] = self.token_bookkeeping
         if model_info.get("max_model_len"):
             # why: the server's context is the real limit; the budget shown to the model must not promise more
             self.limits = config.limits.model_copy(update={
@@ -96,7 +105,8 @@ class Collector:
                 ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="episode") as workers, \
                 ThreadPoolExecutor(max_workers=max(warm, 1), thread_name_prefix="warm") as starters:
             runner = EpisodeRunner(self.settings, self.store, self.engine, self.config, limits=self.limits,
-                                   client=self.client, exact_tokens=self.exact_tokens, on_event=self.on_event,
+                                   client=self.client, exact_tokens=self.exact_tokens, chat_tokens=self.chat_tokens,
+                                   on_event=self.on_event,
                                    stop=self.stop, close_aside=closer.submit)
 
             def claim() -> bool:

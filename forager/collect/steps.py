@@ -15,7 +15,7 @@ def step_timings(step: StepRecord, *, store_wait: float, bookkeeping: float) -> 
     store     waiting for the previous step's write to be acknowledged (durable)
     other     the rest: observation building, bookkeeping, making the row
     """
-    tokenize = getattr(step.decision, "tokenize_seconds", 0.0)
+    tokenize = step.decision.tokenize_seconds
     model = max(0.0, step.decide_seconds - tokenize)
     command = step.result.seconds if step.result is not None else 0.0
     other = max(0.0, step.seconds - step.decide_seconds - command) + bookkeeping

@@ -52,6 +52,8 @@ class CollectSummary(BaseModel):
 
     time_split: dict[str, TimePart] = Field(default_factory=dict, description=(
         "per step: model, tokenize, command, store, other; per episode: sandbox_wait, grading, outside_steps"))
+    token_sources: dict[str, int] = Field(default_factory=dict, description=(
+        "finished episodes by where their prompt token ids came from (exact-token runs)"))
     collector_share: float | None = Field(default=None, description=(
         "tokenize + store + other over the episodes' wall time: the collector's own time between model calls"))
 
@@ -112,6 +114,7 @@ def summarize(store: Store, run: Run) -> CollectSummary:
         setattr(summary, name, round(sum(getattr(e, name) for e in done), 2))
     summary.flagged = sum(1 for e in done if e.flags)
     summary.flags = dict(Counter(kind for e in done for kind in {flag.split(":", 1)[0] for flag in e.flags or []}))
+    summary.token_sources = dict(Counter(e.token_source for e in done if e.token_source))
     summary.time_split, summary.collector_share = time_split(
         store.step_timings(run.id), [(e.wall_seconds, e.start_seconds, e.grade_seconds) for e in done])
     summary.prefix_breaks = store.prefix_breaks(run.id)

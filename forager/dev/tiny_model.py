@@ -154,17 +154,11 @@ def _train_tokenizer(vocab_size: int):
     return tokenizer
 
 
-def make_tiny_model(out: Path, seed: int = 0) -> Path:
-    """Write a tiny random-weight CWM model directory (tokenizer, chat template, weights) to `out`."""
-    import torch
-    from transformers import CwmConfig, CwmForCausalLM, GenerationConfig, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
+def _write_tokenizer(out: Path):
+    """Train the tokenizer and save it with its chat template into `out`; returns the transformers tokenizer."""
+    from transformers import PreTrainedTokenizerFast
 
-    hf_logging.disable_progress_bar()
-
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=_train_tokenizer(VOCAB_SIZE),
         bos_token=BOS,
@@ -175,6 +169,30 @@ def make_tiny_model(out: Path, seed: int = 0) -> Path:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(out)
+    return tokenizer
+
+
+def make_tiny_tokenizer(out: Path) -> Path:
+    """Write only the tiny model's tokenizer and chat template to `out` (no torch, no weights; ~seconds).
+
+    The same files `make_tiny_model` writes for its tokenizer: what a tokenizer-only tool (the instant model
+    server, local chat tokenisation) needs, where a served model is not.
+    """
+    out = Path(out)
+    _write_tokenizer(out)
+    return out
+
+
+def make_tiny_model(out: Path, seed: int = 0) -> Path:
+    """Write a tiny random-weight CWM model directory (tokenizer, chat template, weights) to `out`."""
+    import torch
+    from transformers import CwmConfig, CwmForCausalLM, GenerationConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    out = Path(out)
+    tokenizer = _write_tokenizer(out)
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     eos_ids = [ids[EOS_TEXT], ids[EOM], ids[EOT]]  # CWM stops on all three

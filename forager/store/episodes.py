@@ -39,7 +39,7 @@ _FRESH = {
     "exit_reason": None, "error": None, "reward": None, "resolved": None, "patch": None, "container": None,
     "finished_at": None, "grade": {}, "flags": [], "messages": [], "tools": [], "turns": 0, "prompt_tokens": 0,
     "completion_tokens": 0, "cached_tokens": 0, "llm_seconds": 0.0, "env_seconds": 0.0, "start_seconds": 0.0,
-    "grade_seconds": 0.0, "wall_seconds": 0.0,
+    "grade_seconds": 0.0, "wall_seconds": 0.0, "token_source": None,
 }
 
 

@@ -192,6 +192,9 @@ class Episode(SQLModel, table=True):
     llm_seconds: float = 0.0
     env_seconds: float = 0.0
     start_seconds: float = 0.0  # waiting for the sandbox (0 when the warm pool had it ready)
+    # exact-token prompts: "local" (ids built here, checked against the server on the first calls), "server", or
+    # "server (local differed at token N)" when the check failed and the episode fell back to /tokenize
+    token_source: str | None = None
     grade_seconds: float = 0.0
     wall_seconds: float = 0.0
     container: str | None = None

@@ -18,12 +18,13 @@ import time
 
 import pytest
 
+from forager.agent.formats import render_cwm
 from forager.agent.loop import EpisodeLimits
 from forager.engine.docker_engine import LABEL
 from forager.collect import CollectConfig, Collector
 from forager.llm.types import Sampling
 from forager.llm.tokens import full_prompts
-from forager.sandbox.models import SandboxLimits
+from forager.sandbox.models import SandboxLimits, ToolCall
 from forager.store import Run
 
 from .conftest import FORAGER, cli_env, example_tasks, run_cli, wait_for_steps
@@ -306,3 +307,72 @@ def test_cli_a_job_written_as_a_file_runs_again_and_a_stored_run_writes_its_own(
 
     bad = run_cli("collect", "--config", str(job), "--policy", "nope", settings=settings)
     assert bad.returncode == 2 and "--policy: Input should be 'llm' or 'oracle'" in bad.stderr
+
+
+# why a script of cheap commands: the test is about the collector at concurrency 32, not the commands
+KILL_SCRIPT = [render_cwm(ToolCall(name=name, arguments=arguments)) for name, arguments in (
+    ("bash", {"command": "ls"}),
+    ("bash", {"command": "sleep 0.5; git status --short"}),
+    ("bash", {"command": "sleep 0.5; head -5 README.md"}),
+    ("create", {"path": "forager_note.txt", "content": "a note\n"}),
+    ("submit", {"path": ""}),
+)]
+
+
+def test_collector_killed_at_concurrency_32_then_rerun_loses_nothing(env, tmp_path):
+    """32 episodes at once on the instant model: SIGKILL mid-run, then the same command again. Every episode that
+    had finished keeps its steps as they were, the interrupted ones restart and finish, no step is duplicated or
+    missing, no container is left; and every step stored its time split, which the summary reports."""
+    from forager.dev.instant_model import InstantModelServer
+    from forager.dev.tiny_model import make_tiny_tokenizer
+
+    settings, store, engine, repo, _tasks = env
+    tokenizer = make_tiny_tokenizer(tmp_path / "tokenizer")
+    with InstantModelServer(tokenizer, script=KILL_SCRIPT, delay=0.2) as server:
+        args = ["collect", "--repo", str(repo), "--tasks", "2", "--episodes-per-task", "16", "--concurrency", "32",
+                "--llm", server.url, "--model", server.model, "--max-turns", "8", "--name", "killed-at-32"]
+        log = tmp_path / "collect.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen([FORAGER, *args], env=cli_env(settings), stdout=subprocess.DEVNULL,
+                                    stderr=stderr, start_new_session=True)
+        deadline = time.monotonic() + 300
+        finished_before: dict[int, list[tuple[int, int]]] = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            run = store.run_by_name("killed-at-32")
+            episodes = store.episodes(run.id) if run else []
+            if any(e.status == "finished" for e in episodes):
+                break
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            pytest.fail(f"the collector ended before it was killed: {log.read_text()[-3000:]}")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        run = store.run_by_name("killed-at-32")
+        assert run is not None, "the collector never started the run"
+        episodes = store.episodes(run.id)
+        interrupted = [e.id for e in episodes if e.status == "running"]
+        assert interrupted and len(episodes) == 32, [e.status for e in episodes]
+        for episode in episodes:
+            steps = store.steps(episode.id)
+            # group commit never leaves a gap: what a killed episode has is its first steps, in order
+            assert [s.index for s in steps] == list(range(len(steps))), episode.id
+            if episode.status == "finished":
+                finished_before[episode.id] = [(s.id, s.index) for s in steps]
+        assert finished_before and _leftovers(engine, run.id)  # killed: its containers are still there
+
+        result = run_cli(*args, "--json", settings=settings, check=True)
+    summary = json.loads(result.stdout)
+    assert summary["finished"] == 32 and summary["collector_share"] is not None
+    assert {"model", "tokenize", "command", "store", "other", "sandbox_wait", "grading"} <= set(summary["time_split"])
+    # the prompts' ids were built here and matched the server's on every episode's checked calls
+    assert summary["token_sources"] == {"local": 32}
+    assert _leftovers(engine, run.id) == []
+    for episode in store.episodes(run.id):
+        steps = store.steps(episode.id)
+        assert episode.status == "finished" and episode.exit_reason == "submitted", (episode.id, episode.error)
+        assert [s.index for s in steps] == list(range(len(KILL_SCRIPT)))
+        assert all(s.timings.get("total", 0) > 0 for s in steps)
+        if episode.id in finished_before:  # untouched: the same rows
+            assert [(s.id, s.index) for s in steps] == finished_before[episode.id] and episode.restarts == 0
+        else:
+            assert episode.restarts == (1 if episode.id in interrupted else 0)

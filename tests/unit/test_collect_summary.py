@@ -24,8 +24,7 @@ def test_a_turn_splits_into_model_tokenize_command_store_and_the_rest():
     from forager.collect.steps import step_timings
     from forager.sandbox.models import ToolResult
 
-    decision = Decision(text="", assistant_message={})
-    decision.__dict__["tokenize_seconds"] = 0.02  # whatever the policy spent building the prompt's ids
+    decision = Decision(text="", assistant_message={}, tokenize_seconds=0.02)
     step = StepRecord(index=0, decision=decision, observation_messages=[], observation="", seconds=1.0,
                       decide_seconds=0.52, result=ToolResult(output="", seconds=0.4))
     parts = step_timings(step, store_wait=0.003, bookkeeping=0.001)

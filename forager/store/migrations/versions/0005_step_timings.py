@@ -1,4 +1,5 @@
-"""Where each step's wall time went (model, tokenize, command, store, other, total): a JSON record per step.
+"""Where each step's wall time went (model, tokenize, command, store, other, total): a JSON record per step;
+where an episode's prompt token ids came from (`episodes.token_source`).
 On PostgreSQL, the steps' large columns are compressed with lz4 where the server has it.
 
 Steps stored before it read as an empty record: their time was not split. Rows already stored keep their
@@ -18,6 +19,7 @@ LARGE_COLUMNS = ("prompt_delta_ids", "completion_token_ids", "logprobs", "observ
 
 def upgrade() -> None:
     op.add_column("steps", sa.Column("timings", sa.JSON(), nullable=True, server_default="{}"))
+    op.add_column("episodes", sa.Column("token_source", sa.String(), nullable=True))
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
