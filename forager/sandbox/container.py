@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
+import shlex
 import tarfile
 import time
 from collections.abc import Callable
@@ -42,16 +43,22 @@ TOOLS_LINE = tools_line()
 # (ancestors would show it through `git log -p` or `git show HEAD~1:file`, so they go too). Without one
 # the ancestors stay (version tools read their tags) and the install's changes, if any, are a commit on
 # top. Also keeps caches out of diffs.
+# The object store is then replaced by a fresh one packed from HEAD alone, not scrubbed by `git gc --prune=now`
+# (2-3x slower: it also searches deltas, writes a commit-graph and runs prune, rerere and worktree passes):
+# what is stored is exactly what HEAD reaches, whatever the old store held (a kept pack, which gc would
+# keep, alternates, a stale commit-graph). No delta search and light compression: the pack lives for one
+# episode. Every git call costs milliseconds in a fresh container, so HEAD's identity is read with one, not six.
 PREPARE_SCRIPT = r"""
 set -eu
 cd -- "$1"
-mkdir -p .git/info
+[ -d .git/info ] || mkdir -p .git/info
 printf '__pycache__/\n*.pyc\n.pytest_cache/\n' >> .git/info/exclude
 git update-index -q --refresh || true  # files copied into an image have new stat data
 git add -u
-show() { git show -s --date=raw --format="$1" HEAD; }
-export GIT_AUTHOR_NAME="$(show %an)" GIT_AUTHOR_EMAIL="$(show %ae)" GIT_AUTHOR_DATE="$(show %ad)"
-export GIT_COMMITTER_NAME="$(show %cn)" GIT_COMMITTER_EMAIL="$(show %ce)" GIT_COMMITTER_DATE="$(show %cd)"
+{ IFS= read -r GIT_AUTHOR_NAME; IFS= read -r GIT_AUTHOR_EMAIL; IFS= read -r GIT_AUTHOR_DATE
+  IFS= read -r GIT_COMMITTER_NAME; IFS= read -r GIT_COMMITTER_EMAIL; IFS= read -r GIT_COMMITTER_DATE
+} < <(git show -s --date=raw --format='%an%n%ae%n%ad%n%cn%n%ce%n%cd' HEAD)
+export GIT_AUTHOR_NAME GIT_AUTHOR_EMAIL GIT_AUTHOR_DATE GIT_COMMITTER_NAME GIT_COMMITTER_EMAIL GIT_COMMITTER_DATE
 if [ -z "$2" ]; then
   git diff --cached --quiet HEAD && exit 0
   commit=$(echo "forager: files the environment's install changed" | git commit-tree "$(git write-tree)" -p HEAD)
@@ -63,14 +70,18 @@ fi
 if ! git apply --index --whitespace=nowarn -- "$2" 2>/dev/null && ! git apply --index --3way --whitespace=nowarn -- "$2" 2>&1; then
   exit 3
 fi
-rm -f -- "$2"
 commit=$(git cat-file commit HEAD | sed '1,/^$/d' | git commit-tree "$(git write-tree)")
-branch=$(git symbolic-ref -q HEAD || echo HEAD)
+read -r head < .git/HEAD
+case $head in "ref: "*) branch=${head#ref: } ;; *) branch=HEAD ;; esac
 git update-ref HEAD "$commit"
 git for-each-ref --format='delete %(refname)' | grep -vxF "delete $branch" | git update-ref --stdin
-rm -f .git/ORIG_HEAD .git/FETCH_HEAD .git/shallow
 git reflog expire --expire=now --all
-git gc --prune=now --quiet
+git pack-refs --all --prune  # packed-refs may still hold the branch at the original commit
+fresh=.git/objects.forager
+mkdir "$fresh" "$fresh/pack" "$fresh/info"
+git -c pack.compression=1 pack-objects --revs --quiet --window=0 "$fresh/pack/pack" <<< HEAD >/dev/null
+rm -rf -- "$2" .git/ORIG_HEAD .git/FETCH_HEAD .git/shallow .git/objects
+mv "$fresh" .git/objects
 """
 # The repository's changes against HEAD, new untracked (not ignored) files included, computed in a
 # throw-away index so the agent's own staging area is left as it was. `cp -p`: git trusts an entry whose
@@ -87,6 +98,19 @@ export GIT_INDEX_FILE="$index"
 git add -A
 git diff --cached --binary HEAD | head -c "$2"
 """
+
+
+def prepare_command(repo_path: str, patch_size: int, script: str = PREPARE_SCRIPT,
+                    patch_path: str = START_PATCH_PATH) -> str:
+    """The control shell's first line: read a start patch of `patch_size` bytes from stdin into a private file
+    (so the shell, which lives on, never holds the original code in its memory), then run the prepare script.
+
+    A failed read leaves the shell (`exit`) rather than let it run the patch's unread lines as commands. The
+    script's stdin is /dev/null: a command reading stdin would swallow the lines sent after this one.
+    """
+    patch = patch_path if patch_size else ""
+    read = f"(umask 077; exec head -c {patch_size} > {shlex.quote(patch)}) || exit 97; " if patch_size else ""
+    return f"{read}bash -c {shlex.quote(script)} prepare {shlex.quote(repo_path)} {shlex.quote(patch)} < /dev/null"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -126,6 +150,7 @@ class Sandbox:
         self.container = None
         self.shell: Shell | None = None
         self.start_seconds = 0.0
+        self.start_phases: dict[str, float] = {}  # seconds of each part of start(), for benchmarks
 
     def __enter__(self) -> Sandbox:
         return self
@@ -136,23 +161,36 @@ class Sandbox:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self, start_patch: str = "") -> None:
-        """Create and start the container, apply and hide the start patch, open the shell."""
+        """Create and start the container, then open the shells, applying and hiding the start patch meanwhile."""
         started = time.monotonic()
+        self.start_phases = {}
         try:
             self.container = self._create_container()
+            created = time.monotonic()
             self.container.start()
-            self._prepare(start_patch)
+            running = time.monotonic()
             self.shell = Shell(
                 self.engine.client.api, self.container.id, cwd=self.repo_path, environment=SHELL_ENV,
                 keep_bytes=self.limits.stored_bytes,
             )
-            self.shell.start()
+            patch = start_patch.encode()
+            output, code = self.shell.start(prepare_command(self.repo_path, len(patch)), patch,
+                                            setup_timeout=self.engine.timeout)
+            if code != 0:
+                text = output.splitlines()
+                reason = "the start patch does not apply" if code == 3 else f"preparing {self.repo_path} failed"
+                raise SandboxError(f"{reason}: {text[0] if text else f'exit code {code}'}")
         except (DockerException, RequestException, OSError, SandboxError) as exc:
             self.close()
             if isinstance(exc, SandboxError):
                 raise
             raise SandboxError(f"could not start a sandbox from {self.image}: {_one_line(exc)}") from exc
         self.start_seconds = time.monotonic() - started
+        marks = self.shell.start_marks
+        self.start_phases = {
+            "create": created - started, "start": running - created, "open_shells": marks["open"] - running,
+            "prepare": marks["setup"] - marks["open"], "shells_ready": marks["ready"] - marks["setup"],
+        }
 
     @retry_transient
     def _create_container(self):
@@ -173,18 +211,6 @@ class Sandbox:
             pids_limit=limits.pids,
             working_dir=self.repo_path,
         )
-
-    def _prepare(self, start_patch: str) -> None:
-        if start_patch:
-            self._put(START_PATCH_PATH, start_patch.encode(), mode=0o600)
-        code, output = self.container.exec_run(
-            ["bash", "-c", PREPARE_SCRIPT, "prepare", self.repo_path, START_PATCH_PATH if start_patch else ""],
-            environment=SHELL_ENV, workdir="/",
-        )
-        if code != 0:
-            text = output.decode(errors="replace").strip().splitlines()
-            reason = "the start patch does not apply" if code == 3 else f"preparing {self.repo_path} failed"
-            raise SandboxError(f"{reason}: {text[0] if text else f'exit code {code}'}")
 
     def close(self) -> None:
         """Remove the container (idempotent; never raises: a leftover is swept by its labels later)."""

@@ -19,6 +19,7 @@ import secrets
 import shlex
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from docker.errors import DockerException
@@ -112,15 +113,23 @@ class _Session:
         except queue.Empty:
             return None
 
-    def run_plain(self, script: str) -> str:
-        """Run one of our scripts and return its output; SandboxError if the shell does not answer."""
-        if not self.send(plain_line(script, self.mark)):
+    def send_plain(self, script: str, data: bytes = b"") -> None:
+        """Send one of our scripts (and the data it reads, see stream.plain_line) without waiting for it."""
+        if not self.send(plain_line(script, self.mark, data)):
             raise SandboxError("the container's shell is gone")
-        result = self.wait(CONTROL_TIMEOUT)
+
+    def answer(self, timeout: float = CONTROL_TIMEOUT) -> tuple[str, int]:
+        """The output and exit code of the next of our scripts; SandboxError if the shell does not answer."""
+        result = self.wait(timeout)
         if result is None:
             raise SandboxError("the container's shell ended before answering" if self.ended.is_set()
-                               else f"the container's shell did not answer within {CONTROL_TIMEOUT} s")
-        return bytes(result[0].head).decode(errors="replace").strip()
+                               else f"the container's shell did not answer within {timeout:g} s")
+        return bytes(result[0].head).decode(errors="replace").strip(), result[1]
+
+    def run_plain(self, script: str) -> str:
+        """Run one of our scripts and return its output; SandboxError if the shell does not answer."""
+        self.send_plain(script)
+        return self.answer()[0]
 
     def unfinished(self, join: float = 2.0) -> HeadTailBuffer:
         """What the command in progress printed so far (after the reader drained what it could)."""
@@ -154,6 +163,7 @@ class Shell:
         self._keep = ""  # pids of the container's own processes, found before any agent command ran
         self._control: _Session | None = None
         self._main: _Session | None = None
+        self.start_marks: dict[str, float] = {}  # monotonic time at each stage of start(), for benchmarks
 
     def _capture(self) -> HeadTailBuffer:
         return HeadTailBuffer(self.keep_bytes // 2, self.keep_bytes - self.keep_bytes // 2)
@@ -161,15 +171,37 @@ class Shell:
     def _session(self) -> _Session:
         return _Session(self.api, self.container_id, self.environment, self._capture)
 
-    def start(self) -> None:
+    def start(self, setup: str = "", data: bytes = b"", setup_timeout: float = CONTROL_TIMEOUT) -> tuple[str, int]:
+        """Open the control shell and the main shell; `setup` (with `data` on its stdin, see stream.plain_line)
+        runs first in the control shell, before any agent command, and its output and exit code come back.
+
+        Every script is sent before any answer is awaited: each `docker exec` costs tens of milliseconds of
+        daemon work, which then overlaps the setup instead of adding to it. On a failed setup the main shell is
+        not awaited (the sandbox is closed next)."""
+        self.start_marks = {}
         self._control = self._session()
-        self._keep = self._control.run_plain(FIND_KEEPALIVE)
-        self._open_main()
+        if setup:
+            self._control.send_plain(setup, data)
+        # before any agent command, so only the container's own processes are found
+        self._control.send_plain(FIND_KEEPALIVE)
+        self._main = self._session()
+        self._main.send_plain(self._main_init())
+        self.start_marks["open"] = time.monotonic()
+        outcome = self._control.answer(setup_timeout) if setup else ("", 0)
+        self.start_marks["setup"] = time.monotonic()
+        if outcome[1] == 0:
+            self._keep = self._control.answer()[0]
+            self.cwd = self._main.answer()[0]
+        self.start_marks["ready"] = time.monotonic()
+        return outcome
+
+    def _main_init(self) -> str:
+        # stderr joins stdout so the model sees both in order; a deleted repository leaves the shell in /
+        return f"exec 2>&1\ncd -- {shlex.quote(self.home)} 2>/dev/null || cd /\npwd"
 
     def _open_main(self) -> None:
         self._main = self._session()
-        # stderr joins stdout so the model sees both in order; a deleted repository leaves the shell in /
-        self.cwd = self._main.run_plain(f"exec 2>&1\ncd -- {shlex.quote(self.home)} 2>/dev/null || cd /\npwd")
+        self.cwd = self._main.run_plain(self._main_init())
 
     def _kill_all(self) -> None:
         if self._control is None or self._control.ended.is_set():

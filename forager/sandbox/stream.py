@@ -50,9 +50,14 @@ def command_line(command: str, mark: bytes) -> bytes:
     return plain_line(f'eval "$(printf %s {encoded} | base64 -d)" < /dev/null', mark)
 
 
-def plain_line(script: str, mark: bytes) -> bytes:
-    """A script of ours, sent as is (no eval, no base64: it must not fork, see shell.KILL_ALL)."""
-    return f"{script}\nprintf '%s%d\\n' {mark.decode()} \"$?\"\n".encode()
+def plain_line(script: str, mark: bytes, data: bytes = b"") -> bytes:
+    """A script of ours, sent as is (no eval, no base64: it must not fork, see shell.KILL_ALL).
+
+    `data` follows the script, for its last line to read from stdin itself (`head -c`): bash reads a pipe one
+    byte at a time, so the bytes after a line are left to that line's commands. The script must consume exactly
+    len(data) bytes or leave the shell (`|| exit`): bytes left over would run as commands.
+    """
+    return f"{script}\n".encode() + data + f"printf '%s%d\\n' {mark.decode()} \"$?\"\n".encode()
 
 
 class SentinelScanner:

@@ -273,3 +273,18 @@ def test_submit_sees_an_edit_that_left_size_and_times_as_they_were(make_box):
     submitted = box.execute(ToolCall(name="submit", arguments={}))
     assert not submitted.error, submitted.output
     assert "+def totxl(items):" in submitted.patch
+
+
+def test_a_large_start_patch_goes_through_the_control_shell_and_leaves_no_trace(make_box, task):
+    """The start patch travels on the control shell's stdin (no archive upload, no argument): one over a pipe's
+    buffer and an argument's size limit applies whole, and neither a file nor a process shows the original."""
+    lines = [f"generated line {i}\n" for i in range(20_000)]  # ~400 KB
+    generated = ("diff --git a/calc/generated.txt b/calc/generated.txt\nnew file mode 100644\n--- /dev/null\n"
+                 f"+++ b/calc/generated.txt\n@@ -0,0 +1,{len(lines)} @@\n" + "".join("+" + line for line in lines))
+    box = make_box(task["patch"] + generated)
+    assert set(box.start_phases) == {"create", "start", "open_shells", "prepare", "shells_ready"}
+    assert bash(box, "git status --porcelain; wc -l < calc/generated.txt; grep -c BUGGY_CODE_MARKER calc/core.py"
+                ).output.split() == [str(len(lines)), "1"]
+    probe = bash(box, "ls /tmp; cat /proc/[0-9]*/cmdline /proc/[0-9]*/environ | grep -ac 'ORIGINAL_CODE_MARKE[R]'; "
+                      "git rev-list --all --count")
+    assert probe.output.split() == ["0", "1"], probe.output

@@ -1,0 +1,112 @@
+"""The sandbox's start without Docker: the control shell's first line (the start patch on stdin, then the prepare
+script) run by a local bash on a local repository, as the container's control shell would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from forager.sandbox.container import prepare_command
+from forager.sandbox.output import HeadTailBuffer
+from forager.sandbox.stream import SentinelScanner, mark_for, plain_line
+from tests.conftest import git, make_repo
+
+MARK = mark_for("0123456789abcdef")
+ORIGINAL = "return sum(items)  # ORIGINAL_CODE_MARKER"
+BUGGY = "return sum(items) - 1  # BUGGY_CODE_MARKER"
+CORE = f"def total(items):\n    {ORIGINAL}\n"
+IDENTITY = "%an|%ae|%ad|%cn|%ce|%cd|%B"
+
+
+def control_shell(stdin: bytes, home: Path) -> tuple[list[tuple[str, int]], int]:
+    """What a control shell answers to `stdin` (each script's output and exit code), and its own exit code."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "LANG": "C.UTF-8"}
+    proc = subprocess.run(["bash", "--noprofile", "--norc"], input=stdin, capture_output=True, env=env, cwd="/",
+                          timeout=60)
+    scanner = SentinelScanner(MARK, lambda: HeadTailBuffer(1 << 20, 1 << 20))
+    answers = [(bytes(capture.head).decode(), code) for capture, code in scanner.feed(proc.stdout + proc.stderr)]
+    return answers, proc.returncode
+
+
+def test_data_follows_the_script_and_precedes_the_sentinel():
+    assert plain_line("cat", MARK, b"DATA") == b"cat\nDATAprintf '%s%d\\n' " + MARK + b' "$?"\n'
+    assert plain_line("pwd", MARK) == b"pwd\nprintf '%s%d\\n' " + MARK + b' "$?"\n'
+
+
+def test_the_patch_is_read_exactly_and_the_shell_goes_on(tmp_path):
+    data = "a patch with 'quotes', $dollars, `ticks`\nand a last line without newline ünïcode".encode()
+    path = tmp_path / "start.patch"
+    script = 'cat -- "$2"; printf "|%s|" "$1"; stat -c %a -- "$2"'
+    stdin = plain_line(prepare_command("/some repo", len(data), script, str(path)), MARK, data)
+    answers, code = control_shell(stdin + plain_line("echo after", MARK), tmp_path)
+    assert code == 0
+    assert answers == [(data.decode() + "|/some repo|600\n", 0), ("after\n", 0)]
+
+
+def test_a_failed_read_ends_the_shell_before_the_patch_can_run_as_commands(tmp_path):
+    data = b"echo LEAKED\n"
+    stdin = plain_line(prepare_command("/r", len(data), "echo PREPARED", str(tmp_path / "no/such/dir/p")), MARK, data)
+    answers, code = control_shell(stdin + plain_line("echo after", MARK), tmp_path)
+    assert code == 97 and answers == []
+
+
+def test_without_a_patch_the_script_gets_an_empty_path(tmp_path):
+    answers, _ = control_shell(plain_line(prepare_command("/r", 0, 'printf "[%s][%s]" "$1" "$2"'), MARK), tmp_path)
+    assert answers == [("[/r][]", 0)]
+
+
+def _repo_with_history(root: Path) -> tuple[str, str]:
+    """Two commits, a tag, another branch, a dangling blob, a kept pack, a commit-graph, packed refs, an install's
+    change to a tracked file; the original code is in all of them. Returns (the bug patch, HEAD's identity)."""
+    make_repo(root, {"calc/core.py": CORE, "README": "calc\n"}, {"calc/extra.py": "X = 1\n"})
+    git(root, "tag", "v1", "HEAD~1")
+    git(root, "branch", "other")
+    git(root, "repack", "-a", "-d", "-q")
+    pack = next((root / ".git/objects/pack").glob("*.pack"))
+    pack.with_suffix(".keep").write_text("")
+    git(root, "commit-graph", "write", "--reachable")
+    git(root, "pack-refs", "--all")
+    subprocess.run(["git", "hash-object", "-w", "--stdin"], input=f"dangling {ORIGINAL}\n", text=True, cwd=root,
+                   check=True, capture_output=True)
+    (root / "calc/core.py").write_text(CORE.replace(ORIGINAL, BUGGY))
+    patch = git(root, "diff") + "\n"
+    git(root, "checkout", "--", "calc/core.py")
+    (root / "README").write_text("calc, installed\n")
+    return patch, git(root, "log", "-1", f"--format={IDENTITY}")
+
+
+def test_the_prepare_script_leaves_only_the_bug_commit_and_its_objects(tmp_path):
+    repo = tmp_path / "repo"
+    patch, identity = _repo_with_history(repo)
+    data = patch.encode()
+    path = tmp_path / "start.patch"
+    answers, _ = control_shell(plain_line(prepare_command(str(repo), len(data), patch_path=str(path)), MARK, data),
+                               tmp_path)
+    assert answers == [("", 0)]
+    assert not path.exists()
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "log", "-1", f"--format={IDENTITY}") == identity
+    assert git(repo, "rev-list", "--all", "--reflog", "--count") == "1"
+    assert git(repo, "for-each-ref", "--format=%(refname)") == "refs/heads/main"
+    assert git(repo, "show", "HEAD:README") == "calc, installed"
+    assert "BUGGY_CODE_MARKER" in git(repo, "show", "HEAD:calc/core.py")
+    objects = subprocess.run(["git", "cat-file", "--batch-all-objects", "--batch"], cwd=repo, check=True,
+                             capture_output=True).stdout
+    assert b"ORIGINAL_CODE_MARKER" not in objects
+    assert "unreachable" not in git(repo, "fsck", "--unreachable", "--no-reflogs")
+    assert all(log.stat().st_size == 0 for log in (repo / ".git/logs").rglob("*") if log.is_file())
+    stored = sorted(p.name.rsplit(".", 1)[-1] for p in (repo / ".git/objects").rglob("*") if p.is_file())
+    assert stored == ["idx", "pack"]  # no loose object, kept pack or commit-graph
+    head = git(repo, "rev-parse", "HEAD")
+    assert (repo / ".git/packed-refs").read_text().splitlines()[-1] == f"{head} refs/heads/main"
+
+
+def test_a_patch_that_does_not_apply_exits_3_and_leaves_history_alone(tmp_path):
+    repo = tmp_path / "repo"
+    patch, _ = _repo_with_history(repo)
+    data = patch.replace("ORIGINAL_CODE_MARKER", "NOT_THERE").encode()
+    answers, _ = control_shell(plain_line(prepare_command(str(repo), len(data), patch_path=str(tmp_path / "p")),
+                                          MARK, data), tmp_path)
+    assert answers[0][1] == 3 and "patch" in answers[0][0]
+    assert git(repo, "rev-list", "--all", "--count") == "2"
