@@ -6,7 +6,7 @@ from a script of the commands an agent runs (reads, greps, a test run, edits, a 
 and logprobs, so what is measured is forager: the agent loop, the sandboxes, the store, the grading.
 
 1. ceiling: `forager collect`'s Collector on mutate-fix tasks of the bundled example repository and of one
-   corpus repository (../shared/corpus), at each concurrency (default 8, 32, 64), each run in a fresh store:
+   corpus repository (../shared/corpus), at each concurrency (default 8, 32, 64), each a new run:
    steps/s, episodes/hour, and the split of a step's time (model call, tokenize, command, store, other)
    and of an episode's (sandbox wait, grading), p50 and p99, from what the collector stores for every
    step (collect/steps.py) and the step writer's own latencies (submit to durable acknowledgement).
@@ -117,12 +117,13 @@ def collect_once(settings: Settings, engine: Engine, tasks_by_repo, server: Inst
             collector.close()
     done = [e for e in store.episodes(run.id) if e.status == "finished"]
     steps = sum(e.turns for e in done)
-    starts = sorted(done, key=lambda e: e.id)
+    starts = sorted(done, key=lambda e: e.started_at)  # the order they began in: the first wave first
     return {
         "label": label, "concurrency": concurrency, "episodes": len(done), "steps": steps, "legacy": legacy,
         "warm": concurrency if warm is None else warm,
         "exit_reasons": summary.exit_reasons, "resolved": summary.resolved,
-        "token_source": store.run_by_name(run.name).config.get("token_source"),
+        "token_bookkeeping": store.run_by_name(run.name).config.get("token_bookkeeping"),
+        "token_sources": summary.token_sources,
         "run_wall_seconds": round(wall, 2),
         "steps_per_second": round(steps / wall, 2), "episodes_per_hour": round(len(done) / wall * 3600, 1),
         "time_split": {name: part.model_dump() for name, part in summary.time_split.items()},

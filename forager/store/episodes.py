@@ -252,7 +252,7 @@ class EpisodeStore:
         """This store's group-commit writer (started on its first step)."""
         writer = self.__dict__.get("_step_writer")
         if writer is None:
-            writer = self.__dict__.setdefault("_step_writer", StepWriter(self.session, self._fence))
+            writer = self.__dict__.setdefault("_step_writer", StepWriter(self.session, self._fence, self.engine.dialect))
         return writer
 
     def submit_step(self, step: Step, **episode_fields) -> Future:

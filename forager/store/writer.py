@@ -37,7 +37,7 @@ _STEP_COLUMNS = [column.key for column in Step.__table__.columns if column.key !
 class _Pending:
     episode_id: int
     holder: str
-    values: dict
+    row: tuple | dict  # the step's parameters, converted for the driver (_InsertPlan.row)
     episode_fields: dict
     future: Future
     submitted: float = field(default_factory=time.perf_counter)
@@ -69,8 +69,7 @@ class _InsertPlan:
             self.sql = f"COPY {Step.__tablename__} ({quoted}) FROM STDIN"
             self.positional = True
 
-    def execute(self, connection, batch: list[dict]) -> None:
-        rows = self.rows(batch)
+    def execute(self, connection, rows: list) -> None:
         if not self.copy:
             connection.exec_driver_sql(self.sql, rows)  # the driver's executemany
             return
@@ -79,13 +78,12 @@ class _InsertPlan:
             for row in rows:
                 copy.write_row(row)
 
-    def rows(self, batch: list[dict]) -> list:
-        converted = [[convert(values[name]) if convert is not None else values[name]
-                      for name, convert in self.columns] for values in batch]
+    def row(self, values: dict) -> tuple | dict:
+        """One step's parameters, converted as the database's driver takes them."""
+        converted = [convert(values[name]) if convert is not None else values[name] for name, convert in self.columns]
         if self.positional:
-            return [tuple(row) for row in converted]
-        names = [name for name, _convert in self.columns]
-        return [dict(zip(names, row, strict=True)) for row in converted]
+            return tuple(converted)
+        return dict(zip([name for name, _convert in self.columns], converted, strict=True))
 
 
 class WriteStats:
@@ -122,22 +120,25 @@ class StepWriter:
     lease and sets its fields where `holder` still holds it, and returns {episode_id: LeaseLost} for the
     others (store/episodes.py EpisodeStore._fence)."""
 
-    def __init__(self, session_factory: Callable, fence: Callable, *, max_batch: int = MAX_BATCH):
+    def __init__(self, session_factory: Callable, fence: Callable, dialect, *, max_batch: int = MAX_BATCH):
         self.session = session_factory
         self.fence = fence
+        # why here, not in the writer thread: each step's row is converted by the thread that submits it, which
+        # runs while the writer waits in the database (the driver releases the GIL), so on several cores the
+        # conversions no longer queue behind the writes
+        self.plan = _InsertPlan(dialect)
         self.max_batch = max_batch
         self.stats = WriteStats()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._plans: dict[str, _InsertPlan] = {}
 
     def submit(self, step: Step, holder: str, **episode_fields) -> Future:
         """Queue one step (and the episode's running totals); the Future resolves to None once it is
         committed, or raises (LeaseLost, or the database's error)."""
         self._ensure_started()
         future: Future = Future()
-        self._queue.put(_Pending(step.episode_id, holder, step_values(step), episode_fields, future))
+        self._queue.put(_Pending(step.episode_id, holder, self.plan.row(step_values(step)), episode_fields, future))
         return future
 
     def _ensure_started(self) -> None:
@@ -211,13 +212,9 @@ class StepWriter:
                     fields.update(pending.episode_fields)  # the latest running totals win
                 fences.append((episode_id, group[-1].holder, fields))
             lost = self.fence(s, fences)
-            rows = [pending.values for pending in batch if pending.episode_id not in lost]
+            rows = [pending.row for pending in batch if pending.episode_id not in lost]
             if rows:
-                connection = s.connection()
-                plan = self._plans.get(connection.dialect.name)
-                if plan is None:
-                    plan = self._plans[connection.dialect.name] = _InsertPlan(connection.dialect)
-                plan.execute(connection, rows)
+                self.plan.execute(s.connection(), rows)
             s.commit()
         return lost
 

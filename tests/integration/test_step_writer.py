@@ -83,8 +83,8 @@ def _a_lost_lease_or_a_bad_row_fails_that_episode_alone(url: str) -> None:
     batch = []
     for name, episode, index in (("broken", broken, 0), ("taken", taken, 1), ("kept", kept, 1)):
         futures[name] = Future()
-        batch.append(_Pending(episode.id, store._claimed[episode.id], step_values(_step(episode.id, index)),
-                              {"turns": index + 1}, futures[name]))
+        row = writer.plan.row(step_values(_step(episode.id, index)))
+        batch.append(_Pending(episode.id, store._claimed[episode.id], row, {"turns": index + 1}, futures[name]))
     writer._write(batch)
     assert futures["kept"].result(timeout=60) is None
     with pytest.raises(LeaseLost, match="no longer held"):
