@@ -8,6 +8,11 @@ Phases, legacy: create, start, put_archive, prepare_exec, control_shell, main_sh
 New: create, start, open_shells (both shells' execs requested and their scripts sent: the patch and the prepare
 script to the control shell), prepare (until the control shell answers: its exec comes up, then the script
 runs while the main shell's exec comes up), shells_ready (the keep-alive and the main shell's answers).
+New and reused start the container with its own bash as the control shell (attached before the start: one
+`docker exec` fewer than legacy's and the previous new's, ~75 ms of daemon work each, served one at a time).
+Reused: the new start from the pair's start-state image (`Sandbox(reuse_start_state=True)`, committed by a first
+start before the timed ones): the same phases, with no prepare. `start_state` gives that first start (prepare and
+commit) and the disk the start-state image adds (its own layer: the rest is the task image's).
 
 Prints JSON; compare ratios, not seconds (2 noisy CPUs). Needs a Docker engine and the base image
 (`make base-image`); runs on the bundled example repository, and on a real task image too with
@@ -28,11 +33,12 @@ import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from forager.engine.docker_engine import Engine
 from forager.example_repo import BEFORE_FIX, materialise
-from forager.sandbox.container import PREPARE_SCRIPT, SHELL_ENV, START_PATCH_PATH, Sandbox
+from forager.sandbox.container import PREPARE_SCRIPT, SHELL_ENV, START_PATCH_PATH, Sandbox, _daemon_cpus
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.files import tar_one
 from forager.sandbox.models import SandboxLimits, ToolCall
@@ -82,10 +88,19 @@ STATE = ("git status --porcelain; git log --all --format='%H %an %ae %ad %cn %ce
 class LegacySandbox(Sandbox):
     """The sandbox's start before issue 17: put_archive, exec_run of the prepare script, then the shells."""
 
+    def _create_container(self, image: str):
+        limits = self.limits
+        return self.engine.client.containers.create(
+            image, entrypoint=["sleep", str(limits.deadline)], init=True, auto_remove=True, detach=True,
+            labels=self.labels, network_mode=None if limits.network else "none", mem_limit=limits.memory,
+            memswap_limit=limits.memory, nano_cpus=int(min(limits.cpus, _daemon_cpus(self.engine)) * 1e9),
+            pids_limit=limits.pids, working_dir=self.repo_path,
+        )
+
     def start(self, start_patch: str = "") -> None:
         marks = [("begin", time.monotonic())]
         try:
-            self.container = self._create_container()
+            self.container = self._create_container(self.image)
             marks.append(("create", time.monotonic()))
             self.container.start()
             marks.append(("start", time.monotonic()))
@@ -112,6 +127,9 @@ class LegacySandbox(Sandbox):
             raise
         self.start_seconds = marks[-1][1] - marks[0][1]
         self.start_phases = {name: at - marks[index][1] for index, (name, at) in enumerate(marks[1:])}
+
+
+VARIANTS = {"legacy": LegacySandbox, "new": Sandbox, "reused": partial(Sandbox, reuse_start_state=True)}
 
 
 def build_image(engine: Engine, tmp: Path) -> str:
@@ -141,32 +159,60 @@ def stats(samples: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(ordered), 4), "p90": round(p90, 4)}
 
 
+def ratios(medians: dict[str, float], key: str = "") -> dict[str, float]:
+    suffix = f"_{key}" if key else ""
+    return {f"legacy_over_new{suffix}": round(medians["legacy"] / medians["new"], 2),
+            f"reused_over_legacy{suffix}": round(medians["reused"] / medians["legacy"], 2),
+            f"reused_over_new{suffix}": round(medians["reused"] / medians["new"], 2)}
+
+
+def start_state(engine: Engine, image: str, patch: str) -> dict:
+    """The first reused start of the pair (prepare, then commit), and the disk its start-state image adds."""
+    with Sandbox(engine, image, reuse_start_state=True, labels={"forager.run": "bench"}) as box:
+        box.start(patch)
+        assert box.start_kind == "committed", box.start_kind
+        first = {"kind": box.start_kind, "tag": box.start_image, "total": round(box.start_seconds, 4),
+                 "commit": round(box.start_phases["commit"], 4)}
+    api = engine.client.api
+    own_layer = api.history(first["tag"])[0]["Size"]  # newest first: the commit's layer
+    first["image_bytes_added"] = api.inspect_image(first["tag"])["Size"] - api.inspect_image(image)["Size"]
+    first["own_layer_bytes"] = own_layer
+    return first
+
+
+def remove_start_states(engine: Engine, image: str) -> None:
+    for entry in engine.client.api.images(filters={"label": f"forager.base={image}"}):
+        engine.remove_image(entry["Id"])
+
+
 def cold_starts(engine: Engine, image: str, patch: str, rounds: int) -> dict:
-    """Legacy and new starts alternated (in random order per round), so drift in the machine's load hits both."""
-    classes = {"legacy": LegacySandbox, "new": Sandbox}
+    """The variants alternated (in random order per round), so drift in the machine's load hits all alike."""
     totals, phases, closes = defaultdict(list), defaultdict(lambda: defaultdict(list)), defaultdict(list)
+    kinds = set()
     for _ in range(rounds):
-        for name in random.sample(list(classes), len(classes)):
-            box = classes[name](engine, image, limits=SandboxLimits(), labels={"forager.run": "bench"})
+        for name in random.sample(list(VARIANTS), len(VARIANTS)):
+            box = VARIANTS[name](engine, image, limits=SandboxLimits(), labels={"forager.run": "bench"})
             started = time.perf_counter()
             box.start(patch)
             totals[name].append(time.perf_counter() - started)
+            if name == "reused":
+                kinds.add(box.start_kind)
             for phase, seconds in box.start_phases.items():
                 phases[name][phase].append(seconds)
             started = time.perf_counter()
             box.close()
             closes[name].append(time.perf_counter() - started)
     out = {name: {"total": stats(totals[name]), "phases": {p: stats(s) for p, s in phases[name].items()},
-                  "close": stats(closes[name])} for name in classes}
-    out["legacy_over_new_median"] = round(statistics.median(totals["legacy"]) / statistics.median(totals["new"]), 2)
-    out["legacy_over_new_p90"] = round(out["legacy"]["total"]["p90"] / out["new"]["total"]["p90"], 2)
+                  "close": stats(closes[name])} for name in VARIANTS}
+    assert kinds == {"reused"}, kinds
+    out.update(ratios({name: statistics.median(totals[name]) for name in VARIANTS}, "median"))
+    out.update(ratios({name: out[name]["total"]["p90"] for name in VARIANTS}, "p90"))
     return out
 
 
 def concurrent_starts(engine: Engine, image: str, patch: str, width: int, rounds: int) -> dict:
     """`width` sandboxes started at once (the warm pool's case: starts compete for the daemon and the CPUs):
-    the wall time until all are up, legacy and new alternated."""
-    classes = {"legacy": LegacySandbox, "new": Sandbox}
+    the wall time until all are up, the variants alternated."""
     walls = defaultdict(list)
 
     def start(cls) -> Sandbox:
@@ -176,15 +222,15 @@ def concurrent_starts(engine: Engine, image: str, patch: str, width: int, rounds
 
     with ThreadPoolExecutor(max_workers=width) as pool:
         for _ in range(rounds):
-            for name in random.sample(list(classes), len(classes)):
+            for name in random.sample(list(VARIANTS), len(VARIANTS)):
                 started = time.perf_counter()
-                boxes = list(pool.map(start, [classes[name]] * width))
+                boxes = list(pool.map(start, [VARIANTS[name]] * width))
                 walls[name].append(time.perf_counter() - started)
                 for box in boxes:
                     box.close()
-    out = {name: {"all_started": stats(walls[name])} for name in classes}
+    out = {name: {"all_started": stats(walls[name])} for name in VARIANTS}
     out["width"] = width
-    out["legacy_over_new_median"] = round(statistics.median(walls["legacy"]) / statistics.median(walls["new"]), 2)
+    out.update(ratios({name: statistics.median(walls[name]) for name in VARIANTS}, "median"))
     return out
 
 
@@ -240,13 +286,13 @@ def prepare_steps(engine: Engine, image: str, patch: str, rounds: int) -> dict:
 
 
 def same_start_state(engine: Engine, image: str, patch: str) -> bool:
-    """Both starts leave the same git state: status, history, refs, objects, fsck, reflogs, excludes."""
+    """All starts leave the same git state: status, history, refs, objects, fsck, reflogs, excludes."""
     seen = []
-    for cls in (LegacySandbox, Sandbox):
+    for cls in VARIANTS.values():
         with cls(engine, image, labels={"forager.run": "bench"}) as box:
             box.start(patch)
             seen.append(box.execute(ToolCall(name="bash", arguments={"command": STATE})).output)
-    return seen[0] == seen[1]
+    return all(state == seen[0] for state in seen)
 
 
 def shell_steps(engine: Engine, image: str, patch: str, steps: int) -> dict:
@@ -281,12 +327,17 @@ def shell_steps(engine: Engine, image: str, patch: str, steps: int) -> dict:
 
 
 def measure(engine: Engine, image: str, patch: str, args) -> dict:
-    return {
-        "same_start_state": same_start_state(engine, image, patch),
-        "cold_start_seconds": cold_starts(engine, image, patch, args.starts),
-        "concurrent_start_seconds": concurrent_starts(engine, image, patch, args.width, max(2, args.starts // 3)),
-        "prepare_script_seconds": prepare_steps(engine, image, patch, args.traces),
-    }
+    remove_start_states(engine, image)  # a start state left by an earlier run would hide the first start's cost
+    try:
+        return {
+            "start_state": start_state(engine, image, patch),
+            "same_start_state": same_start_state(engine, image, patch),
+            "cold_start_seconds": cold_starts(engine, image, patch, args.starts),
+            "concurrent_start_seconds": concurrent_starts(engine, image, patch, args.width, max(2, args.starts // 3)),
+            "prepare_script_seconds": prepare_steps(engine, image, patch, args.traces),
+        }
+    finally:
+        remove_start_states(engine, image)
 
 
 def main() -> None:

@@ -89,8 +89,11 @@ class EpisodeRunner:
             # why: the container must outlive a warm wait and the episode, then die on its own
             "deadline": int(max(self.config.sandbox.deadline, 2 * self.config.limits.time_limit + 600)),
         })
+        # reuse_start_state: the first episode of a task saves its prepared start state as an image; the others
+        # start from it and skip the prepare (sandbox/container.py)
         sandbox = Sandbox(self.engine, image.tag, repo_path=self.settings.repo_path, limits=limits,
-                          labels={"forager.run": str(run.id), "forager.episode": str(episode.id)})
+                          labels={"forager.run": str(run.id), "forager.episode": str(episode.id)},
+                          reuse_start_state=True)
         try:
             sandbox.start(task.bug_patch)
         except BaseException:

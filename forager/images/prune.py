@@ -11,7 +11,11 @@ images, which is built on the same parent by the same cached step), with its siz
 Checked on a host of 66 images: the union over all of them equals `docker system df`'s LayersSize, and
 the bytes freed by removing one image its UNIQUE SIZE in `docker system df -v`.
 
-The selection (`needed_images`, `select`) is pure: store rows and the host's image list in, a plan out;
+Start-state images (a sandbox's prepared start, committed by `Sandbox(reuse_start_state=True)`, labelled with the
+task image they were made from) go with their task image: prune removes those of the prefix's task images that
+are gone, rebuilt to another image or removed by the same prune, and those left untagged by concurrent commits.
+
+The selection (`needed_images`, `select`, `select_start_states`) is pure: store rows and the host's image list in, a plan out;
 `plan_prune` gathers those and `remove` carries a plan out through the Engine.
 """
 
@@ -29,6 +33,7 @@ from pydantic import BaseModel
 
 from forager.engine.docker_engine import Engine
 from forager.config import Settings
+from forager.sandbox.container import START_STATE_ROLE
 
 # the base layer every env image is built on, and the bootstrap base (`make` names it so); never removed,
 # whatever the prefix, nor is the configured base image (FORAGER_BASE_IMAGE)
@@ -39,8 +44,12 @@ READY, FAILED = "ready", "failed"
 FAILED_REASON = "failed"  # its store row is a failed build
 UNKNOWN_REASON = "unknown"  # the store names no image with this tag
 UNUSED_REASON = "unused"  # ready, but no valid task and no open run uses it
+# start-state images: their task image is gone (or its tag is another image now), removed by this prune, or
+# they are untagged (a concurrent commit of the same start state took the tag)
+BASE_GONE_REASON, BASE_REMOVED_REASON, UNTAGGED_REASON = "base-gone", "base-removed", "untagged"
 # why an image of the prefix is kept
 TASK, RUN, BUILDING, BASE, CONTAINER, RECENT = "task", "run", "building", "base", "container", "recent"
+START_STATE = "start-state"  # a start-state image whose task image stays
 
 
 class HostImage(BaseModel):
@@ -51,6 +60,7 @@ class HostImage(BaseModel):
     created: float = 0.0  # epoch seconds
     size: int = 0  # Docker's size: every layer of the image, shared or not
     containers: int = 0  # containers (running or stopped) made from it
+    labels: dict[str, str] = {}
 
 
 class StoreImage(BaseModel):
@@ -217,6 +227,36 @@ def select(
     return items, dict(kept)
 
 
+def select_start_states(host: list[HostImage], removed_tags: set[str], *, prefix: str
+                        ) -> tuple[list[PruneItem], dict[str, int]]:
+    """The start-state images of the prefix's task images to remove (see the module's docstring), and how many
+    are kept by reason. One a container uses is kept: removing it would only untag it."""
+    ids_by_tag = {tag: image.id for image in host for tag in image.tags}
+    items: list[PruneItem] = []
+    kept: Counter = Counter()
+    for image in sorted(host, key=lambda i: i.created):
+        base = image.labels.get("forager.base", "")
+        if image.labels.get("forager.role") != START_STATE_ROLE or not base.startswith(f"{prefix}/"):
+            continue
+        if image.containers:
+            kept[CONTAINER] += 1
+            continue
+        if not image.tags:
+            reason = UNTAGGED_REASON
+        elif ids_by_tag.get(base) != image.labels.get("forager.base-id"):
+            reason = BASE_GONE_REASON
+        elif base in removed_tags:
+            reason = BASE_REMOVED_REASON
+        else:
+            kept[START_STATE] += 1
+            continue
+        # an untagged image is removed by its id
+        for tag in image.tags or [image.id]:
+            items.append(PruneItem(tag=tag, docker_id=image.id, reason=reason, size_bytes=image.size,
+                                   created=image.created))
+    return items, dict(kept)
+
+
 def disk_usage(rows: list[StoreImage], sizes: dict[int, int | None], host: list[HostImage] | None,
                layers: dict[str, list[tuple[str, int]]] | None) -> DiskUsage:
     """Disk figures of the images the store names (pure); `host` None: no engine answered."""
@@ -250,7 +290,8 @@ def host_images(engine: Engine) -> list[HostImage]:
     for entry in engine.client.api.images():
         tags = [tag for tag in entry.get("RepoTags") or [] if tag != "<none>:<none>"]
         images.append(HostImage(id=entry["Id"], tags=tags, created=float(entry.get("Created") or 0),
-                                size=int(entry.get("Size") or 0), containers=containers.get(entry["Id"], 0)))
+                                size=int(entry.get("Size") or 0), containers=containers.get(entry["Id"], 0),
+                                labels=entry.get("Labels") or {}))
     return images
 
 
@@ -291,8 +332,13 @@ def plan_prune(settings: Settings, store, engine: Engine, *, keep_runs: bool = F
     host = host_images(engine)
     items, kept = select(rows, needed, host, prefix=settings.image_prefix, base=base_pattern(settings), now=now,
                          min_age=min_age)
+    starts, kept_starts = select_start_states(host, {item.tag for item in items}, prefix=settings.image_prefix)
+    # start states first: a task image with one is only untagged until its start states are gone
+    items = starts + items
+    for reason, count in kept_starts.items():
+        kept[reason] = kept.get(reason, 0) + count
     layers = host_layers(engine, [image.id for image in host])
-    gone = gone_ids(host, {item.tag for item in items})
+    gone = gone_ids(host, {item.tag for item in items}) | {item.docker_id for item in starts}
     for item in items:
         item.untag_only = item.docker_id not in gone
     report = PruneReport(prefix=settings.image_prefix, dry_run=True, keep_runs=keep_runs, min_age=min_age,

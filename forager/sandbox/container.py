@@ -11,13 +11,14 @@ error=True; a broken environment (container gone, docker failing) raises Sandbox
 from __future__ import annotations
 
 import functools
+import hashlib
 import posixpath
 import shlex
 import tarfile
 import time
 from collections.abc import Callable
 
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.utils import decode_json_header
 from requests.exceptions import RequestException
 
@@ -35,6 +36,10 @@ START_PATCH_PATH = "/tmp/forager-start.patch"
 MAX_FILE_BYTES = 10 * 1024 * 1024  # edit reads the whole file into memory
 MAX_PATCH_BYTES = 20 * 1024 * 1024
 TOOLS_LINE = tools_line()
+# Local images of prepared start states (see Sandbox(reuse_start_state=True)), one tag per (task image, start
+# patch): `forager prune` finds them by their labels, `docker image ls forager-start` lists them.
+START_STATE_REPOSITORY = "forager-start"
+START_STATE_ROLE = "start-state"  # their forager.role label
 
 # Makes the start state the agent is given HEAD, so `git status` is empty and `git diff` shows only the
 # agent's own changes: the install's changes to tracked files (an egg-info SOURCES.txt, a version file)
@@ -113,6 +118,13 @@ def prepare_command(repo_path: str, patch_size: int, script: str = PREPARE_SCRIP
     return f"{read}bash -c {shlex.quote(script)} prepare {shlex.quote(repo_path)} {shlex.quote(patch)} < /dev/null"
 
 
+def start_state_tag(image_id: str, start_patch: str, repo_path: str, script: str = PREPARE_SCRIPT) -> str:
+    """The tag of the start-state image of a task image (by id: a tag rebuilt to another image gets another
+    start state) with a start patch, as `script` prepares it at `repo_path`."""
+    digest = hashlib.sha256("\0".join((image_id, repo_path, script, start_patch)).encode()).hexdigest()
+    return f"{START_STATE_REPOSITORY}:{digest[:16]}"
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0][:300]}" if text else exc.__class__.__name__
@@ -143,14 +155,23 @@ class Sandbox:
         repo_path: str = "/testbed",
         limits: SandboxLimits | None = None,
         labels: dict[str, str] | None = None,
+        reuse_start_state: bool = False,
     ):
+        """`reuse_start_state`: the first start of a (task image, start patch) pair commits its prepared container
+        as a local start-state image, later starts of the pair create their container from it and skip the
+        prepare (about a third of a start). A cache: a missing or broken start image means the normal start."""
         self.engine, self.image, self.repo_path = engine, image, repo_path
+        self.reuse_start_state = reuse_start_state
         self.limits = limits or SandboxLimits()
         self.labels = {LABEL: "1", **OWNER_LABELS, "forager.role": "episode", **(labels or {})}
         self.container = None
         self.shell: Shell | None = None
         self.start_seconds = 0.0
         self.start_phases: dict[str, float] = {}  # seconds of each part of start(), for benchmarks
+        # how the last start got its start state: "prepared", "committed" (prepared, then saved as start_image)
+        # or "reused" (created from start_image)
+        self.start_kind = ""
+        self.start_image: str | None = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -161,30 +182,70 @@ class Sandbox:
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self, start_patch: str = "") -> None:
-        """Create and start the container, then open the shells, applying and hiding the start patch meanwhile."""
+        """Create and start the container, then open the shells, applying and hiding the start patch meanwhile
+        (or, reusing a start state, create the container from its image and only open the shells)."""
         started = time.monotonic()
-        self.start_phases = {}
+        self.start_phases, self.start_kind, self.start_image = {}, "", None
+        tag, base_id = self._start_state(start_patch) if self.reuse_start_state else (None, None)
+        broken = False
+        if tag:
+            try:
+                self._start_from(tag, None, started, base_id)
+                self.start_kind, self.start_image = "reused", tag
+                return
+            except ImageNotFound:
+                pass  # the first start of this pair (or its image was removed): prepared and committed below
+            except SandboxError:
+                broken = True  # the normal start, whose commit replaces the start image
+        self._start_from(self.image, start_patch, started)
+        self.start_kind = "prepared"
+        if tag and self._commit_start_state(tag, base_id, replace=broken):
+            self.start_kind, self.start_image = "committed", tag
+            self.start_seconds = time.monotonic() - started
+
+    def _start_from(self, image: str, start_patch: str | None, started: float, base_id: str = "") -> None:
+        """Start from `image`; `start_patch` None: the image holds a prepared start state of the task image
+        `base_id` (no prepare runs). Raises SandboxError (or ImageNotFound, from a start state's image) with
+        nothing left behind."""
+        control = None
         try:
-            self.container = self._create_container()
+            self.container = self._create_container(image)
+            control = self._attach()
             created = time.monotonic()
+            # the container's labels include its image's (no extra call): a tag that names another image is no
+            # start state of this task image
+            if start_patch is None and self.container.labels.get("forager.base-id") != base_id:
+                raise SandboxError(f"{image} is not a start state of {self.image}")
             self.container.start()
             running = time.monotonic()
             self.shell = Shell(
                 self.engine.client.api, self.container.id, cwd=self.repo_path, environment=SHELL_ENV,
                 keep_bytes=self.limits.stored_bytes,
             )
-            patch = start_patch.encode()
-            output, code = self.shell.start(prepare_command(self.repo_path, len(patch)), patch,
-                                            setup_timeout=self.engine.timeout)
+            if start_patch is None:
+                output, code = self.shell.start(control=control)
+                if self.shell.cwd != self.repo_path:  # the main shell found no repository there
+                    raise SandboxError(f"the start state in {image} has no {self.repo_path}")
+            else:
+                patch = start_patch.encode()
+                output, code = self.shell.start(prepare_command(self.repo_path, len(patch)), patch,
+                                                setup_timeout=self.engine.timeout, control=control)
             if code != 0:
                 text = output.splitlines()
                 reason = "the start patch does not apply" if code == 3 else f"preparing {self.repo_path} failed"
                 raise SandboxError(f"{reason}: {text[0] if text else f'exit code {code}'}")
+        except ImageNotFound:
+            self.close()  # nothing was attached: the image is looked up at create
+            if start_patch is None:
+                raise
+            raise SandboxError(f"could not start a sandbox: image {image} is not on this Docker engine") from None
         except (DockerException, RequestException, OSError, SandboxError) as exc:
+            if control is not None and (self.shell is None or self.shell._control is None):
+                control.close()  # not handed to a shell yet
             self.close()
             if isinstance(exc, SandboxError):
                 raise
-            raise SandboxError(f"could not start a sandbox from {self.image}: {_one_line(exc)}") from exc
+            raise SandboxError(f"could not start a sandbox from {image}: {_one_line(exc)}") from exc
         self.start_seconds = time.monotonic() - started
         marks = self.shell.start_marks
         self.start_phases = {
@@ -192,17 +253,60 @@ class Sandbox:
             "prepare": marks["setup"] - marks["open"], "shells_ready": marks["ready"] - marks["setup"],
         }
 
+    def _start_state(self, start_patch: str) -> tuple[str | None, str | None]:
+        """(the start-state image's tag, the task image's id); (None, None) when the task image cannot be
+        inspected (the normal start then says why)."""
+        try:
+            image_id = self.engine.client.api.inspect_image(self.image)["Id"]
+        except (DockerException, RequestException):
+            return None, None
+        return start_state_tag(image_id, start_patch, self.repo_path), image_id
+
+    def _commit_start_state(self, tag: str, base_id: str, *, replace: bool = False) -> bool:
+        """Save the just-prepared container as the start-state image `tag`; False when not saved (never raises:
+        the next start of the pair tries again).
+
+        The container is frozen during the commit (docker pauses it) and no agent command has run: the image
+        holds exactly what the prepare left. Not in it: /proc, and the files docker mounts (/etc/hosts,
+        resolv.conf, hostname, docker-init); the patch file is already deleted; the shells keep no history
+        (non-interactive bash)."""
+        started = time.monotonic()
+        repository, _, name = tag.partition(":")
+        # why the blank values: a commit merges the container's labels into the image's, and a container made
+        # from the image would inherit those this sandbox's caller set (its episode, run) unless set again
+        labels = {key: "" for key in self.labels}
+        labels.update({LABEL: "1", "forager.role": START_STATE_ROLE, "forager.base": self.image,
+                       "forager.base-id": base_id, "forager.repo-path": self.repo_path})
+        try:
+            # concurrent first starts of one pair may both commit: the later tag wins, the earlier image is left
+            # untagged, and `forager prune` removes it; checking first keeps that to true races
+            if not replace and self.engine.image_exists(tag):
+                return False
+            self.engine.client.api.commit(self.container.id, repository=repository, tag=name, pause=True,
+                                          author="forager", message="forager start state", conf={"Labels": labels})
+        except (DockerException, RequestException, ValueError):
+            return False
+        self.start_phases["commit"] = time.monotonic() - started
+        return True
+
     @retry_transient
-    def _create_container(self):
+    def _create_container(self, image: str):
         limits = self.limits
         return self.engine.client.containers.create(
-            self.image,
-            # the container's only job is to live until the deadline, so it stops (and, auto-removed,
-            # disappears) by itself even if the collector is SIGKILLed; docker-init reaps zombies
-            entrypoint=["sleep", str(limits.deadline)],
+            image,
+            # the container's own process is the control shell (Shell.start), attached before the start. It lives
+            # until the deadline at most (`timeout`, the keep-alive the kill loop spares), or until the collector
+            # closes its stdin, SIGKILLed or not; then the container stops and, auto-removed, disappears.
+            # docker-init reaps zombies. No log: the shell's answers are read through the attach.
+            entrypoint=["timeout", "-s", "KILL", str(limits.deadline),
+                        "env", *(f"{key}={value}" for key, value in SHELL_ENV.items()), "bash", "--noprofile", "--norc"],
+            stdin_open=True,
+            # why not detached: docker-py then sets StdinOnce, so the container's stdin closes when its one attach
+            # does, and the shell (and with it the container) ends with the collector, even a SIGKILLed one
+            detach=False,
+            log_config={"type": "none"},
             init=True,
             auto_remove=True,
-            detach=True,
             labels=self.labels,
             network_mode=None if limits.network else "none",
             mem_limit=limits.memory,
@@ -211,6 +315,12 @@ class Sandbox:
             pids_limit=limits.pids,
             working_dir=self.repo_path,
         )
+
+    @retry_transient
+    def _attach(self):
+        """A socket on the container's stdin and output, attached before it starts so nothing is missed."""
+        return self.engine.client.api.attach_socket(
+            self.container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
 
     def close(self) -> None:
         """Remove the container (idempotent; never raises: a leftover is swept by its labels later)."""

@@ -5,7 +5,8 @@ stream.py). A reader thread feeds a bounded buffer, so a command printing gigaby
 a few megabytes. On a timeout or when the shell dies, every process the agent started is killed and a
 fresh shell takes over, and the command's output says so.
 
-Killing goes through a second, idle "control" shell started with the sandbox: its kill loop uses only
+Killing goes through a second, idle "control" shell started with the sandbox (the container's own bash, attached
+before the container starts; a `docker exec` of one if that one ends): its kill loop uses only
 bash builtins (no fork), so it works even when a fork bomb holds every pid the container may have, and
 it kills by walking /proc rather than by process group, so processes that left the shell's group
 (setsid, daemons) go too. Only PID 1 (docker-init), the container's keep-alive process and the control
@@ -32,7 +33,8 @@ from forager.sandbox.stream import FrameDecoder, SentinelScanner, command_line, 
 
 CONTROL_TIMEOUT = 30  # seconds for our own scripts (start-up, kill loop); they take milliseconds
 
-# Records the processes PID 1 runs before any agent command: the keep-alive `sleep` of the container.
+# Records the processes PID 1 runs before any agent command: the container's keep-alive (`timeout`, whose child
+# is the control shell).
 FIND_KEEPALIVE = (
     'KEEP=" "; for d in /proc/[0-9]*; do read -r s < "$d/stat" 2>/dev/null || continue; s=${s##*) }; '
     'set -- $s; [ "$2" = 1 ] && KEEP="$KEEP${d#/proc/} "; done; printf "%s\\n" "$KEEP"'
@@ -59,13 +61,14 @@ class ShellOutcome:
 
 
 class _Session:
-    """One bash process in the container: its stdin, and its output split into commands."""
+    """One bash process in the container: its stdin, and its output split into commands. `attached`: the socket of
+    an attach to the container's own bash (see Shell.start) instead of a `docker exec` of one."""
 
-    def __init__(self, api, container_id: str, environment: dict[str, str], new_capture):
+    def __init__(self, api, container_id: str, environment: dict[str, str], new_capture, attached=None):
         self.api = api
         self.mark = mark_for(secrets.token_hex(8))
-        self.exec_id = self._create(api, container_id, environment)
-        raw = api.exec_start(self.exec_id, socket=True)
+        self.exec_id = None if attached is not None else self._create(api, container_id, environment)
+        raw = attached if attached is not None else api.exec_start(self.exec_id, socket=True)
         self._response = raw  # why: the HTTP response owns the socket; dropping it may close the socket
         self.sock: socket.socket = getattr(raw, "_sock", raw)
         self.sock.settimeout(None)  # the reader waits as long as a command is silent; timeouts are ours
@@ -73,7 +76,8 @@ class _Session:
         self._lock = threading.Lock()
         self._results: queue.Queue = queue.Queue()
         self.ended = threading.Event()
-        self._reader = threading.Thread(target=self._read, name=f"forager-shell-{self.exec_id[:12]}", daemon=True)
+        name = f"forager-shell-{(self.exec_id or 'attach')[:12]}"
+        self._reader = threading.Thread(target=self._read, name=name, daemon=True)
         self._reader.start()
 
     @staticmethod
@@ -138,6 +142,8 @@ class _Session:
             return self._scanner.flush()
 
     def exit_code(self) -> int | None:
+        if self.exec_id is None:
+            return None
         try:
             return self.api.exec_inspect(self.exec_id).get("ExitCode")
         except (DockerException, RequestException):
@@ -171,15 +177,21 @@ class Shell:
     def _session(self) -> _Session:
         return _Session(self.api, self.container_id, self.environment, self._capture)
 
-    def start(self, setup: str = "", data: bytes = b"", setup_timeout: float = CONTROL_TIMEOUT) -> tuple[str, int]:
+    def start(self, setup: str = "", data: bytes = b"", setup_timeout: float = CONTROL_TIMEOUT,
+              control=None) -> tuple[str, int]:
         """Open the control shell and the main shell; `setup` (with `data` on its stdin, see stream.plain_line)
         runs first in the control shell, before any agent command, and its output and exit code come back.
+
+        `control`: a socket attached to the container's own bash (stdin and output), which then is the control
+        shell: it is up as soon as the container is, where a `docker exec` takes another ~75 ms of daemon work
+        (two execs are served one after the other, so the main shell's comes up that much sooner too).
 
         Every script is sent before any answer is awaited: each `docker exec` costs tens of milliseconds of
         daemon work, which then overlaps the setup instead of adding to it. On a failed setup the main shell is
         not awaited (the sandbox is closed next)."""
         self.start_marks = {}
-        self._control = self._session()
+        self._control = self._session() if control is None else _Session(
+            self.api, self.container_id, self.environment, self._capture, attached=control)
         if setup:
             self._control.send_plain(setup, data)
         # before any agent command, so only the container's own processes are found

@@ -61,3 +61,39 @@ def test_prune_keeps_what_tasks_use_and_removes_the_rest(tmp_path, engine):
     assert (built[0]["status"], built[0]["cached"], built[0]["image_id"], built[0]["tag"]) == ("ready", False, image.id,
                                                                                               image.tag)
     assert engine.image_exists(image.tag)
+
+
+def test_prune_removes_the_start_states_of_task_images_it_removes_or_that_are_gone(tmp_path, engine):
+    from forager.sandbox.container import Sandbox
+
+    from .conftest import BASE_IMAGE, module_settings
+
+    prefix = f"{TEST_IMAGE_PREFIX}-prune-start"
+    settings = module_settings(tmp_path, prefix)  # an empty store: every image of the prefix is unknown to it
+    ids = {}
+    for name in ("kept", "rebuilt"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text(
+            f"FROM {BASE_IMAGE.replace('{python}', '3.11')}\nRUN git init -q /testbed && cd /testbed && echo {name} > f"
+            " && git add f && git -c user.name=t -c user.email=t@t commit -qm one\n")
+        engine.build(tmp_path / name, f"{prefix}/{name}:1", timeout=300)
+        with Sandbox(engine, f"{prefix}/{name}:1", reuse_start_state=True) as box:
+            box.start("")
+            assert box.start_kind == "committed"
+            ids[name] = box.start_image
+    try:
+        # the "rebuilt" tag now names another image: its start state is no one's
+        engine.client.images.get(f"{prefix}/kept:1").tag(f"{prefix}/rebuilt", "1")
+        young = json.loads(run_cli("prune", "--dry-run", "--json", settings=settings, check=True).stdout)
+        assert [(item["tag"], item["reason"]) for item in young["items"]] == [(ids["rebuilt"], "base-gone")]
+        assert young["kept"] == {"recent": 2, "start-state": 1}
+        done = json.loads(run_cli("prune", "--json", "--min-age", "0", settings=settings, check=True).stdout)
+        assert {item["tag"]: item["reason"] for item in done["items"]} == {
+            ids["rebuilt"]: "base-gone", ids["kept"]: "base-removed", f"{prefix}/kept:1": "unknown",
+            f"{prefix}/rebuilt:1": "unknown"}
+        assert done["errors"] == 0 and done["bytes"] > 0  # the first "rebuilt" image goes with its start state
+        left = engine.client.api.images(filters={"label": "forager.role=start-state"}, all=True)
+        assert not [image for image in left if image["Labels"]["forager.base"].startswith(f"{prefix}/")]
+    finally:
+        for tag in (*ids.values(), f"{prefix}/kept:1", f"{prefix}/rebuilt:1"):
+            engine.remove_image(tag)

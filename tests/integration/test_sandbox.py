@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import tracemalloc
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from docker.errors import NotFound
@@ -114,7 +115,8 @@ def test_a_hanging_command_times_out_keeps_its_output_and_the_shell_restarts(mak
     assert result.output.endswith("[command timed out after 2 s; a fresh shell was started in /testbed]")
     after = bash(box, "echo ${LEFT:-fresh}; cat /proc/[0-9]*/comm | sort | tr '\\n' ' '")
     assert after.output.startswith("fresh\n")
-    assert "sleep" in after.output and after.output.count("sleep") == 1  # the keep-alive only
+    # the keep-alive (`timeout`, the control shell's parent) stays; the sleeps and the hang are gone
+    assert "sleep" not in after.output and after.output.split().count("timeout") == 1
     assert bash(box, "true").exit_code == 0
 
 
@@ -288,3 +290,81 @@ def test_a_large_start_patch_goes_through_the_control_shell_and_leaves_no_trace(
     probe = bash(box, "ls /tmp; cat /proc/[0-9]*/cmdline /proc/[0-9]*/environ | grep -ac 'ORIGINAL_CODE_MARKE[R]'; "
                       "git rev-list --all --count")
     assert probe.output.split() == ["0", "1"], probe.output
+
+
+# every file of the repository by content and mode, read before any git command can refresh the index
+FILES = "cd /testbed && find . -type f -print0 | sort -z | xargs -0 stat -c '%a %n' && find . -type f -print0 | sort -z | xargs -0 sha256sum"
+GIT_STATE = ("git status --porcelain; git log --all --reflog --format='%H %an %ae %ad %cn %ce %cd %s'; git for-each-ref; "
+             "git cat-file --batch-all-objects --batch-check | sort; git fsck --unreachable --no-reflogs 2>&1; ls -A /tmp")
+
+
+def reusing(engine, task, patch: str, episode: str = "") -> Sandbox:
+    box = Sandbox(engine, task["image"], reuse_start_state=True, limits=SandboxLimits(command_timeout=20),
+                  labels={"forager.run": "test", **({"forager.episode": episode} if episode else {})})
+    box.start(patch)
+    return box
+
+
+def test_a_reused_start_state_is_the_prepared_one_and_a_missing_image_means_a_normal_start(engine, task):
+    first = reusing(engine, task, task["patch"], episode="first")
+    tag = first.start_image
+    try:
+        assert first.start_kind == "committed" and tag.startswith("forager-start:") and "commit" in first.start_phases
+        committed = bash(first, FILES).output
+        with reusing(engine, task, task["patch"]) as box, Sandbox(engine, task["image"]) as plain:
+            plain.start(task["patch"])
+            assert (box.start_kind, box.start_image, box.start_phases["prepare"] < 0.05) == ("reused", tag, True)
+            # byte for byte what the prepare left (the index too), and git's view is a normal start's
+            assert bash(box, FILES).output == committed
+            assert bash(box, GIT_STATE).output == bash(plain, GIT_STATE).output
+            probe = bash(box, "git log -p --all --reflog | grep -c ORIGINAL_CODE_MARKER; "
+                              "git cat-file --batch-all-objects --batch | grep -ac ORIGINAL_CODE_MARKER; "
+                              "grep -rc ORIGINAL_CODE_MARKER /testbed /tmp | grep -vc ':0$'; git rev-list --all --count")
+            assert probe.output.split() == ["0", "0", "0", "1"], probe.output
+            # the first episode's labels do not follow its start state into other containers
+            labels = engine.client.api.inspect_container(box.container.id)["Config"]["Labels"]
+            assert labels["forager.role"] == "episode" and labels["forager.pid"] == OWNER_LABELS["forager.pid"]
+            assert labels.get("forager.episode", "") == ""
+        image = engine.client.api.inspect_image(tag)
+        base = engine.client.api.inspect_image(task["image"])
+        assert {k: image["Config"]["Labels"][k] for k in (LABEL, "forager.role", "forager.base", "forager.base-id")} == {
+            LABEL: "1", "forager.role": "start-state", "forager.base": task["image"], "forager.base-id": base["Id"]}
+        assert image["Size"] - base["Size"] < 100_000  # the repository's new pack, index and patched files
+        # another start patch is another start state; a removed start image is a normal start that commits again
+        other = reusing(engine, task, "")
+        assert other.start_kind == "committed" and other.start_image != tag
+        other.close()
+        engine.remove_image(other.start_image)
+        engine.remove_image(tag)
+        with reusing(engine, task, task["patch"]) as again:
+            assert (again.start_kind, again.start_image) == ("committed", tag)
+            assert bash(again, "git status --porcelain; grep -c BUGGY_CODE_MARKER calc/core.py").output == "1\n"
+    finally:
+        first.close()
+        engine.remove_image(tag)
+
+
+def test_concurrent_first_starts_and_a_broken_start_image_still_start(engine, task):
+    patch = task["patch"].replace("sum(items) - 1", "sum(items) - 2")
+    with ThreadPoolExecutor(4) as pool:
+        boxes = list(pool.map(lambda _: reusing(engine, task, patch), range(4)))
+    tag = boxes[0].start_image or boxes[1].start_image or boxes[2].start_image or boxes[3].start_image
+    try:
+        assert tag and {box.start_kind for box in boxes} <= {"prepared", "committed", "reused"}
+        assert all(bash(box, "git status --porcelain; git rev-list --all --count").output == "1\n" for box in boxes)
+        for box in boxes:
+            box.close()
+        # a start image without the repository (here: the base image under its tag) is replaced by a normal start
+        engine.remove_image(tag)
+        engine.client.images.get(BASE_IMAGE.replace("{python}", "3.11")).tag(*tag.split(":"))
+        with reusing(engine, task, patch) as box:
+            assert box.start_kind == "committed"
+            assert "BUGGY_CODE_MARKER" in bash(box, "cat calc/core.py").output
+        with reusing(engine, task, patch) as box:
+            assert box.start_kind == "reused" and bash(box, "git status --porcelain").output == ""
+    finally:
+        for box in boxes:
+            box.close()
+        # the start images of the task image, the untagged ones of commits that lost the race too
+        for image in engine.client.api.images(filters={"label": f"forager.base={task['image']}"}):
+            engine.remove_image(image["Id"])

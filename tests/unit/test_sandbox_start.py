@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from forager.sandbox.container import prepare_command
+from forager.images.prune import HostImage, select_start_states
+from forager.sandbox.container import PREPARE_SCRIPT, prepare_command, start_state_tag
 from forager.sandbox.output import HeadTailBuffer
 from forager.sandbox.stream import SentinelScanner, mark_for, plain_line
 from tests.conftest import git, make_repo
@@ -110,3 +111,32 @@ def test_a_patch_that_does_not_apply_exits_3_and_leaves_history_alone(tmp_path):
                                           MARK, data), tmp_path)
     assert answers[0][1] == 3 and "patch" in answers[0][0]
     assert git(repo, "rev-list", "--all", "--count") == "2"
+
+
+def test_a_start_state_is_keyed_by_image_id_patch_script_and_path():
+    tag = start_state_tag("sha256:aa", "patch", "/testbed")
+    assert tag.startswith("forager-start:") and len(tag.split(":")[1]) == 16
+    assert tag == start_state_tag("sha256:aa", "patch", "/testbed", PREPARE_SCRIPT)
+    others = {start_state_tag("sha256:bb", "patch", "/testbed"), start_state_tag("sha256:aa", "patch2", "/testbed"),
+              start_state_tag("sha256:aa", "patch", "/repo"), start_state_tag("sha256:aa", "patch", "/testbed", "x")}
+    assert len(others) == 4 and tag not in others
+
+
+def test_prune_selects_start_states_of_gone_removed_or_rebuilt_task_images_and_untagged_ones():
+    def start(tags, base, base_id, containers=0):
+        return HostImage(id=f"s-{len(host)}", tags=tags, containers=containers, labels={
+            "forager": "1", "forager.role": "start-state", "forager.base": base, "forager.base-id": base_id})
+
+    host = [HostImage(id="b1", tags=["p/a:1"]), HostImage(id="b2", tags=["p/b:1"]), HostImage(id="o", tags=["q/c:1"])]
+    host.append(start(["forager-start:1"], "p/a:1", "b1"))  # its task image stays: kept
+    host.append(start(["forager-start:2"], "p/b:1", "b2"))  # its task image is removed by this prune
+    host.append(start(["forager-start:3"], "p/a:1", "old"))  # "p/a:1" was rebuilt: another id
+    host.append(start(["forager-start:4"], "p/gone:1", "g"))  # its task image is gone
+    host.append(start([], "p/a:1", "b1"))  # a concurrent commit took its tag
+    host.append(start(["forager-start:6"], "p/gone:1", "g", containers=1))  # a sandbox runs from it
+    host.append(start(["forager-start:7"], "q/c:1", "x"))  # another prefix's
+    items, kept = select_start_states(host, {"p/b:1"}, prefix="p")
+    assert [(item.tag, item.reason) for item in items] == [
+        ("forager-start:2", "base-removed"), ("forager-start:3", "base-gone"), ("forager-start:4", "base-gone"),
+        ("s-7", "untagged")]
+    assert kept == {"start-state": 1, "container": 1}
