@@ -309,6 +309,22 @@ def model_shape(config: dict) -> ModelShape:
     )
 
 
+def local_model_problem(model: str) -> str | None:
+    """What is wrong with `--model` as a local directory, before vLLM spends half a minute importing to find out
+    (pure but for reading the filesystem); None for a usable directory or a hub name. Only a value written as a
+    path (absolute, ./ or ../, ~) is judged: `org/name` may be either, and vLLM tells a missing one apart."""
+    if not model.startswith(("/", "./", "../", "~")):
+        return None
+    path = Path(model).expanduser()
+    if not path.exists():
+        return "no such directory; give a model directory (config.json and weights) or a hub name such as facebook/cwm"
+    if not path.is_dir():
+        return "is a file; give the model's directory (the one holding config.json)"
+    if not (path / "config.json").is_file():
+        return "has no config.json; give the model's own directory (the one holding config.json and the weights)"
+    return None
+
+
 def read_model_shape(model: str | Path) -> ModelShape | None:
     """The shape of a local model directory; None for a hub name (vLLM reads its config itself)."""
     path = Path(model) / "config.json"

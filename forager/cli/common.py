@@ -38,7 +38,7 @@ def settings_for(**overrides) -> Settings:
 
 
 def die(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)  # why soft: one line, however long
     return typer.Exit(code)
 
 

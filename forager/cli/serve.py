@@ -33,10 +33,13 @@ def serve(
         free_port,
         has_retention_setting,
         is_vllm_installed,
+        local_model_problem,
         read_model_shape,
         serving_args,
     )
 
+    if problem := local_model_problem(model):
+        raise die(f"--model {model}: {problem}")
     if not is_vllm_installed() and not dry_run:
         raise die(f"vLLM is not installed; {INSTALL_HINT} (GPU: pip install vllm)")
     try:

@@ -440,6 +440,21 @@ class InstantModelServer:
                 path.unlink(missing_ok=True)
         self._script_file = self._log = None
 
+    def kill(self) -> None:
+        """SIGKILL the server process, as a crash would: connections in flight are cut (for fault tests;
+        `subprocess=True` only)."""
+        if self._proc is None:
+            raise RuntimeError("kill() needs the server in its own process (subprocess=True)")
+        self._proc.kill()
+        self._proc.wait()
+
+    def restart(self) -> InstantModelServer:
+        """Stop (if running) and start again on the same port, so clients keep their URL."""
+        if self.url is not None:
+            self.port = int(self.url.rsplit(":", 1)[1].split("/", 1)[0])
+        self.stop()
+        return self.start()
+
     def __enter__(self) -> InstantModelServer:
         return self.start()
 

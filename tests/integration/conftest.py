@@ -22,6 +22,10 @@ from forager.images.pipeline import ImageBuilder
 from forager.config import Settings
 from forager.store import Store
 
+# why here and nowhere else: imported into a test module, this session fixture would be that module's own, and
+# each module would start (and keep, to the session's end) a vLLM server of its own
+from .vllm_server import vllm_server  # noqa: F401 - the session fixture
+
 BASE_IMAGE = os.environ.get("FORAGER_BASE_IMAGE", "forager/bootstrap-python:{python}")
 FORAGER = str(Path(sys.executable).with_name("forager"))
 

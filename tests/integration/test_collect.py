@@ -28,7 +28,6 @@ from forager.sandbox.models import SandboxLimits, ToolCall
 from forager.store import Run
 
 from .conftest import FORAGER, cli_env, example_tasks, run_cli, wait_for_steps
-from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 QUICK = EpisodeLimits(max_turns=3, max_context_tokens=4096, time_limit=120)
 
@@ -188,7 +187,8 @@ def test_dead_server_is_an_llm_error_after_waiting(env):
 
 FAULTS = {
     "hang": ("sleep 1000", lambda s: s.timed_out and "timed out" in s.observation),
-    "flood": ("yes forager | head -c 100000000", lambda s: s.output_bytes >= 100_000_000 and s.truncated
+    # 5 MB, far past what is kept, in each of 32 episodes at once (the engine's streams carry all of it)
+    "flood": ("yes forager | head -c 5000000", lambda s: s.output_bytes >= 5_000_000 and s.truncated
               and len(s.observation) < 3000 and "cut" in s.observation),
     # the shell answered (an exit code, or a timeout it recovered from): the pids limit held
     "fork bomb": ("bomb() { bomb | bomb & }; bomb", lambda s: s.exit_code is not None or s.timed_out),
@@ -201,40 +201,71 @@ FAULTS = {
 
 
 def test_faults_inside_episodes_leave_the_collector_standing(env, vllm_server):
-    """Each fault is the model's action (forced by the regex); the collector records it and goes on."""
-    settings, store, engine, _repo, tasks = env
-    for name, (command, check) in FAULTS.items():
-        regex = re.escape(f"<tool: bash>\n{command}\n</tool>")
-        collector = _collector(env, **{**_llm(vllm_server, regex), "limits": EpisodeLimits(max_turns=2, time_limit=120)},
-                               sandbox=SandboxLimits(command_timeout=5, memory="512m", pids=256, shown_chars=2000))
-        run = collector.open_run(tasks[:1])
-        collector.collect(run, tasks[:1])
-        [episode] = store.episodes(run.id)
-        assert episode.status == "finished" and episode.exit_reason in ("max_turns", "env_error"), (name, episode.error)
-        steps = store.steps(episode.id)
-        assert steps and check(steps[0]), (name, steps[0].observation[:500])
-        assert _leftovers(engine, run.id) == [], name
+    """32 episodes at once, each the model's every fault in turn (the instant model's script): the collector records
+    each one and goes on, every episode runs to its last turn, and no container is left."""
+    from forager.dev.instant_model import InstantModelServer
 
-
-def test_server_killed_and_restarted_mid_run(env, vllm_server):
     settings, store, engine, _repo, tasks = env
-    collector = _collector(env, **{**_llm(vllm_server, r"<tool: bash>\nsleep 1\n</tool>"),
-                                   "limits": EpisodeLimits(max_turns=6, time_limit=300)}, llm_max_wait=300)
-    run = collector.open_run(tasks[:2])
-    done = threading.Event()
-    worker = threading.Thread(target=lambda: (collector.collect(run, tasks[:2]), done.set()))
-    worker.start()
-    deadline = time.monotonic() + 120
-    while not any(store.steps(e.id) for e in store.episodes(run.id)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    vllm_server.kill()
-    time.sleep(3)
-    vllm_server.restart()
-    worker.join(timeout=600)
-    assert done.is_set()
+    # the fork bomb last: its processes outlive its command (the pids limit holds them) and would starve the next
+    names = ["hang", "flood", "memory hog", "binary", "network", "delete repo", "fork bomb"]
+    assert sorted(names) == sorted(FAULTS)
+    script = [render_cwm(ToolCall(name="bash", arguments={"command": FAULTS[name][0]})) for name in names]
+    with InstantModelServer(vllm_server.model_path, script=script) as server:
+        collector = _collector(env, policy="llm", llm_url=server.url, model=server.model, concurrency=32,
+                               episodes_per_task=16, limits=EpisodeLimits(max_turns=len(script), time_limit=300),
+                               sandbox=SandboxLimits(command_timeout=10, memory="256m", pids=64, shown_chars=2000))
+        run = collector.open_run(tasks[:2])
+        collector.collect(run, tasks[:2])
     episodes = store.episodes(run.id)
-    assert [e.exit_reason for e in episodes] == ["max_turns", "max_turns"], [e.error for e in episodes]
-    assert all(len(store.steps(e.id)) == 6 for e in episodes)
+    assert len(episodes) == 32
+    for episode in episodes:
+        assert episode.status == "finished" and episode.exit_reason == "max_turns", (episode.id, episode.error)
+        steps = store.steps(episode.id)
+        assert [s.index for s in steps] == list(range(len(script))), episode.id
+        for name, step in zip(names, steps, strict=True):
+            assert FAULTS[name][1](step), (name, step.observation[:500])
+    assert _leftovers(engine, run.id) == []
+
+
+def test_server_killed_and_restarted_at_concurrency_32(env, vllm_server):
+    """32 episodes at once; the model server is SIGKILLed mid-run (calls in flight are cut) and comes back 3 s later
+    on the same port: every episode waits for it and finishes with all its steps, none twice, no container left.
+    (The instant model stands in for vLLM here, at 32 episodes; vLLM's own kill and restart is test_vllm_server's.)"""
+    from forager.dev.instant_model import InstantModelServer
+
+    settings, store, engine, _repo, tasks = env
+    script = [render_cwm(ToolCall(name="bash", arguments={"command": f"sleep 0.3; echo turn {n}"})) for n in range(5)]
+    with InstantModelServer(vllm_server.model_path, script=script, delay=0.1, subprocess=True) as server:
+        collector = _collector(env, policy="llm", llm_url=server.url, model=server.model, llm_max_wait=120,
+                               concurrency=32, episodes_per_task=16,
+                               limits=EpisodeLimits(max_turns=len(script), time_limit=300))
+        run = collector.open_run(tasks[:2])
+        failure: list[BaseException] = []
+        worker = threading.Thread(target=lambda: _record_failure(failure, collector.collect, run, tasks[:2]))
+        worker.start()
+        deadline = time.monotonic() + 120
+        while sum(len(store.steps(e.id)) for e in store.episodes(run.id)) < 32 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server.kill()
+        cut_at = {e.id: len(store.steps(e.id)) for e in store.episodes(run.id)}
+        time.sleep(3)
+        server.restart()
+        worker.join(timeout=300)
+    assert not worker.is_alive() and not failure, failure
+    episodes = store.episodes(run.id)
+    assert len(episodes) == 32 and any(n < len(script) for n in cut_at.values()), cut_at
+    assert [e.exit_reason for e in episodes] == ["max_turns"] * 32, [e.error for e in episodes if e.error]
+    for episode in episodes:
+        assert [s.index for s in store.steps(episode.id)] == list(range(len(script))), episode.id
+        assert episode.restarts == 0
+    assert _leftovers(engine, run.id) == []
+
+
+def _record_failure(failure: list, function, *args) -> None:
+    try:
+        function(*args)
+    except BaseException as exc:  # noqa: BLE001 - the test thread reports it
+        failure.append(exc)
 
 
 def test_collector_killed_then_rerun_resumes_without_loss_or_duplicates(env, vllm_server):

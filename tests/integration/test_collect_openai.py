@@ -21,7 +21,7 @@ from forager.llm.types import Sampling
 from forager.llm.tokens import full_prompts
 
 from .conftest import TEST_IMAGE_PREFIX, example_tasks
-from .vllm_server import TOOL_PARSER, vllm_server  # noqa: F401 - the session fixture
+from .vllm_server import TOOL_PARSER
 
 # why: its own prefix, removed when the module is done (the session removes the rest when it ends)
 IMAGE_PREFIX = f"{TEST_IMAGE_PREFIX}-openai"

@@ -27,7 +27,6 @@ from forager.store import Store
 from forager.store.stream import EpisodeFilters, stream_bundles
 
 from .conftest import FORAGER, example_tasks
-from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 FORMATS = ("sft", "rl", "cwm", "steps", "swebench-preds")
 

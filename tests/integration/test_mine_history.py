@@ -33,7 +33,6 @@ from forager.tasks.restate import Restater, report_of, restate_stored
 from forager.tasks.statement import hidden_names
 
 from .conftest import module_settings, run_cli
-from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 CORPUS = Path(__file__).parents[2] / ".." / "shared" / "corpus"
 FIX = "310058274ed22a345e9c3917c97b4afd6363d5a5"  # committed 2023-08-21, on tenacity's first-parent line

@@ -66,8 +66,9 @@ def test_serve_answers_then_stops_on_ctrl_c(tiny_model, tmp_path):
         sock.bind(("127.0.0.1", port))
 
 
-def test_missing_model_is_one_clear_line(tmp_path):
-    proc = subprocess.run([FORAGER, "serve", "--model", str(tmp_path / "nothing"), "--port", str(free_port())],
+def test_missing_model_is_one_clear_line_before_vllm_starts(tmp_path):
+    missing = tmp_path / "nothing"
+    proc = subprocess.run([FORAGER, "serve", "--model", str(missing), "--port", str(free_port())],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    assert "vLLM exited" in proc.stderr and "log:" in proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert f"--model {missing}: no such directory" in proc.stderr and "hub name" in proc.stderr

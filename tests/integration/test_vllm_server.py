@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 
-from .vllm_server import TINY_MAX_MODEL_LEN, vllm_server  # noqa: F401  (the fixture)
+from .vllm_server import TINY_MAX_MODEL_LEN
 
 TOOL_REGEX = "<tool: bash>\n(ls|pwd|git status)\n</tool>"
 MESSAGES = [

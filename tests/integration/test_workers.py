@@ -28,7 +28,6 @@ from forager.store.tables import utcnow
 from forager.tasks.synthesize import MutateFixSynthesizer
 
 from .conftest import BASE_IMAGE, FORAGER, TEST_IMAGE_PREFIX, cli_env, wait_for_steps
-from .vllm_server import vllm_server  # noqa: F401 - the session fixture
 
 
 @pytest.fixture(scope="module")

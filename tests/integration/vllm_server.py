@@ -1,6 +1,7 @@
 """The `vllm_server` fixture: a real vLLM server (CPU build) serving the tiny random CWM model.
 
-Import it into a test module with `from .vllm_server import vllm_server`. `make test` installs the
+conftest.py registers it once for every module (a session fixture imported into each test module is a
+fixture of that module, so each would start a server of its own and keep it to the end). `make test` installs the
 serve-cpu extra; without vLLM these tests fail with a line saying so (they are never skipped).
 """
 

@@ -73,3 +73,15 @@ def test_start_reports_an_early_exit_with_the_log_tail(monkeypatch, tmp_path):
     with pytest.raises(VllmError, match="exited with code 3.*ValueError: bad model"):
         server.start()
     assert not server.running
+
+
+def test_a_model_written_as_a_path_is_checked_before_vllm_starts(tmp_path):
+    from forager.serve import local_model_problem
+
+    assert "no such directory" in local_model_problem(str(tmp_path / "nothing"))
+    (tmp_path / "weights.bin").write_bytes(b"")
+    assert "is a file" in local_model_problem(str(tmp_path / "weights.bin"))
+    assert "has no config.json" in local_model_problem(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert local_model_problem(str(tmp_path)) is None
+    assert local_model_problem("facebook/cwm") is None and local_model_problem("models/not-here") is None
