@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -127,9 +129,34 @@ def module_settings(root: Path, image_prefix: str = TEST_IMAGE_PREFIX) -> Settin
     )
 
 
+# (mutate, mine, image prefix) -> the folder where those tasks were made once this session
+_EXAMPLE_TEMPLATES: dict[tuple[int, bool, str], Path] = {}
+
+
 def example_tasks(root: Path, engine: Engine, *, mutate: int, mine: bool, image_prefix: str = TEST_IMAGE_PREFIX):
-    """The bundled example repository at `root`/ledger with `mutate` mutate-fix tasks (seed 0) and, with
-    `mine`, the issue-fix task mined from its fix commit; returns (settings, store, builder, repo, valid tasks)."""
+    """The bundled example repository with `mutate` mutate-fix tasks (seed 0) and, with `mine`, the issue-fix task
+    mined from its fix commit, in a store of its own at `root`; returns (settings, store, builder, repo, valid tasks).
+
+    Made once per session for each set of arguments, then copied: each module gets its own store (a copy of the
+    database and the build cache) over the same task images and the same repository folder, which no test writes
+    into. Making them again cost 20-40 s per module, and gave the same tasks: the same seed, the same commits."""
+    key = (mutate, mine, image_prefix)
+    template = _EXAMPLE_TEMPLATES.get(key)
+    if template is None:
+        template = root.parent / f"example-template-{len(_EXAMPLE_TEMPLATES)}"
+        template.mkdir()
+        _make_example_tasks(template, engine, mutate=mutate, mine=mine, image_prefix=image_prefix)
+        _EXAMPLE_TEMPLATES[key] = template
+    root.mkdir(parents=True, exist_ok=True)
+    settings = module_settings(root, image_prefix)
+    _copy_sqlite(template / "store.db", root / "store.db")
+    shutil.copytree(template / "cache", root / "cache", symlinks=True, dirs_exist_ok=True)
+    store = Store(settings.db)
+    tasks = [task for task, _repo in store.tasks(valid=True)]
+    return settings, store, ImageBuilder(settings, store, engine), template / "ledger", tasks
+
+
+def _make_example_tasks(root: Path, engine: Engine, *, mutate: int, mine: bool, image_prefix: str) -> None:
     from forager.example_repo import materialise
     from forager.models import RepoRef
     from forager.tasks.issues import TaskValidator
@@ -138,13 +165,20 @@ def example_tasks(root: Path, engine: Engine, *, mutate: int, mine: bool, image_
     settings = module_settings(root, image_prefix)
     store = Store(settings.db)
     builder = ImageBuilder(settings, store, engine)
-    repo = materialise(root / "ledger")
-    ref = RepoRef(url=str(repo))
+    ref = RepoRef(url=str(materialise(root / "ledger")))
     report = MutateFixSynthesizer(settings, store, engine, builder).synthesize(ref, count=mutate, seed=0)
     assert report.valid == mutate, report
     if mine:
         TaskValidator(settings, store, engine, builder).mine(ref, max_commits=5)
-    return settings, store, builder, repo, [task for task, _repo in store.tasks(valid=True)]
+    store.engine.dispose()
+
+
+def _copy_sqlite(source: Path, dest: Path) -> None:
+    """A consistent copy of a SQLite database, what its WAL holds included (SQLite's online backup)."""
+    import sqlite3
+
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(dest)) as dst:
+        src.backup(dst)
 
 
 @pytest.fixture(scope="module")
