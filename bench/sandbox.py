@@ -13,6 +13,9 @@ New and reused start the container with its own bash as the control shell (attac
 Reused: the new start from the pair's start-state image (`Sandbox(reuse_start_state=True)`, committed by a first
 start before the timed ones): the same phases, with no prepare. `start_state` gives that first start (prepare and
 commit) and the disk the start-state image adds (its own layer: the rest is the task image's).
+New and reused create their container with NetworkDisabled (no libnetwork sandbox, see container.ISOLATED_SYSCTLS);
+legacy keeps docker's "none" network. `docker_start_seconds` times docker's create and start alone, the sandbox's
+container either way, alternated.
 
 Prints JSON; compare ratios, not seconds (2 noisy CPUs). Needs a Docker engine and the base image
 (`make base-image`); runs on the bundled example repository, and on a real task image too with
@@ -210,6 +213,28 @@ def cold_starts(engine: Engine, image: str, patch: str, rounds: int) -> dict:
     return out
 
 
+def docker_start(engine: Engine, image: str, rounds: int) -> dict:
+    """Docker's create and start alone (no attach, no shell), the sandbox's container on docker's "none" network
+    vs isolated (NetworkDisabled, what new and reused use), alternated."""
+    seconds = {name: defaultdict(list) for name in ("none_network", "isolated")}
+    for _ in range(rounds):
+        for name in random.sample(list(seconds), len(seconds)):
+            box = Sandbox(engine, image, labels={"forager.run": "bench"})
+            try:
+                started = time.perf_counter()
+                box.container = box._create_container(image, isolated=name == "isolated")
+                created = time.perf_counter()
+                box.container.start()
+                seconds[name]["create"].append(created - started)
+                seconds[name]["start"].append(time.perf_counter() - created)
+            finally:
+                box.close()
+    out = {name: {phase: stats(samples) for phase, samples in phases.items()} for name, phases in seconds.items()}
+    out["isolated_over_none_network_start_median"] = round(
+        out["isolated"]["start"]["median"] / out["none_network"]["start"]["median"], 2)
+    return out
+
+
 def concurrent_starts(engine: Engine, image: str, patch: str, width: int, rounds: int) -> dict:
     """`width` sandboxes started at once (the warm pool's case: starts compete for the daemon and the CPUs):
     the wall time until all are up, the variants alternated."""
@@ -333,6 +358,7 @@ def measure(engine: Engine, image: str, patch: str, args) -> dict:
             "start_state": start_state(engine, image, patch),
             "same_start_state": same_start_state(engine, image, patch),
             "cold_start_seconds": cold_starts(engine, image, patch, args.starts),
+            "docker_start_seconds": docker_start(engine, image, args.starts),
             "concurrent_start_seconds": concurrent_starts(engine, image, patch, args.width, max(2, args.starts // 3)),
             "prepare_script_seconds": prepare_steps(engine, image, patch, args.traces),
         }

@@ -16,6 +16,7 @@ import posixpath
 import shlex
 import tarfile
 import time
+import weakref
 from collections.abc import Callable
 
 from docker.errors import DockerException, ImageNotFound, NotFound
@@ -40,6 +41,24 @@ TOOLS_LINE = tools_line()
 # patch): `forager prune` finds them by their labels, `docker image ls forager-start` lists them.
 START_STATE_REPOSITORY = "forager-start"
 START_STATE_ROLE = "start-state"  # their forager.role label
+# Without a network the container is created with NetworkDisabled rather than on docker's "none" network, which is a
+# libnetwork sandbox that costs most of `docker start` (~230 ms of ~370 ms here: a re-exec of dockerd as runc's
+# prestart hook, another to set the namespace's sysctls, the namespace's bind mount and the daemon's records of it).
+# Both give the container a network namespace of its own with only the loopback device (runc makes it); what the
+# "none" network adds is put back: IPv6 off (its sysctls, below) and /etc/hosts, which the control shell writes
+# first, before the start returns and any agent command runs (WRITE_HOSTS: docker's own file for that network, byte
+# for byte). /etc/resolv.conf stays empty (docker's names the host's resolver, unreachable either way: a lookup
+# fails at once in both). Which containers: Sandbox._isolated.
+ISOLATED_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+# Engines whose host has no IPv6 (booted with ipv6.disable=1): runc cannot set those sysctls there and the start
+# fails, so they are left out (nothing of IPv6 to turn off), as "none" leaves them out.
+_NO_IPV6: weakref.WeakSet = weakref.WeakSet()
+NONE_NETWORK_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+                      "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+# Builtins only (printf, redirections): no process to start. A failure says why on stdout, in the answer (stderr may
+# come after the sentinel). Needs root: an image whose user is another keeps docker's "none" network (see
+# Sandbox._isolated).
+WRITE_HOSTS = "printf '" + NONE_NETWORK_HOSTS.replace("\t", "\\t").replace("\n", "\\n") + "' 2>&1 > /etc/hosts"
 
 # Makes the start state the agent is given HEAD, so `git status` is empty and `git diff` shows only the
 # agent's own changes: the install's changes to tracked files (an egg-info SOURCES.txt, a version file)
@@ -125,6 +144,18 @@ def start_state_tag(image_id: str, start_patch: str, repo_path: str, script: str
     return f"{START_STATE_REPOSITORY}:{digest[:16]}"
 
 
+def runs_as_root(user: str) -> bool:
+    """Whether a container whose configured user is `user` (an image's Config.User) runs as root: by name or uid
+    only ("root", "0", with any group), not another name that maps to uid 0."""
+    return user.partition(":")[0] in ("", "root", "0")
+
+
+def _no_ipv6(exc: BaseException) -> bool:
+    """Whether a start failed because the host has no IPv6 sysctls to set (see _NO_IPV6)."""
+    text = str(exc)
+    return "/proc/sys/net/ipv6/" in text and "no such file or directory" in text
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0][:300]}" if text else exc.__class__.__name__
@@ -186,30 +217,34 @@ class Sandbox:
         (or, reusing a start state, create the container from its image and only open the shells)."""
         started = time.monotonic()
         self.start_phases, self.start_kind, self.start_image = {}, "", None
-        tag, base_id = self._start_state(start_patch) if self.reuse_start_state else (None, None)
+        attrs = self._inspect_image()
+        isolated = self._isolated(attrs)
+        tag, base_id = self._start_state(attrs, start_patch) if self.reuse_start_state else (None, None)
         broken = False
         if tag:
             try:
-                self._start_from(tag, None, started, base_id)
+                self._start_from(tag, None, started, base_id, isolated=isolated)
                 self.start_kind, self.start_image = "reused", tag
                 return
             except ImageNotFound:
                 pass  # the first start of this pair (or its image was removed): prepared and committed below
             except SandboxError:
                 broken = True  # the normal start, whose commit replaces the start image
-        self._start_from(self.image, start_patch, started)
+        self._start_from(self.image, start_patch, started, isolated=isolated)
         self.start_kind = "prepared"
         if tag and self._commit_start_state(tag, base_id, replace=broken):
             self.start_kind, self.start_image = "committed", tag
             self.start_seconds = time.monotonic() - started
 
-    def _start_from(self, image: str, start_patch: str | None, started: float, base_id: str = "") -> None:
+    def _start_from(self, image: str, start_patch: str | None, started: float, base_id: str = "", *,
+                    isolated: bool = False) -> None:
         """Start from `image`; `start_patch` None: the image holds a prepared start state of the task image
-        `base_id` (no prepare runs). Raises SandboxError (or ImageNotFound, from a start state's image) with
-        nothing left behind."""
+        `base_id` (no prepare runs); `isolated`: no network, without docker's "none" network (see
+        ISOLATED_SYSCTLS). Raises SandboxError (or ImageNotFound, from a start state's image) with nothing left
+        behind."""
         control = None
         try:
-            self.container = self._create_container(image)
+            self.container = self._create_container(image, isolated=isolated)
             control = self._attach()
             created = time.monotonic()
             # the container's labels include its image's (no extra call): a tag that names another image is no
@@ -222,14 +257,15 @@ class Sandbox:
                 self.engine.client.api, self.container.id, cwd=self.repo_path, environment=SHELL_ENV,
                 keep_bytes=self.limits.stored_bytes,
             )
+            prelude = WRITE_HOSTS if isolated else ""
             if start_patch is None:
-                output, code = self.shell.start(control=control)
+                output, code = self.shell.start(control=control, prelude=prelude)
                 if self.shell.cwd != self.repo_path:  # the main shell found no repository there
                     raise SandboxError(f"the start state in {image} has no {self.repo_path}")
             else:
                 patch = start_patch.encode()
                 output, code = self.shell.start(prepare_command(self.repo_path, len(patch)), patch,
-                                                setup_timeout=self.engine.timeout, control=control)
+                                                setup_timeout=self.engine.timeout, control=control, prelude=prelude)
             if code != 0:
                 text = output.splitlines()
                 reason = "the start patch does not apply" if code == 3 else f"preparing {self.repo_path} failed"
@@ -245,6 +281,9 @@ class Sandbox:
             self.close()
             if isinstance(exc, SandboxError):
                 raise
+            if isolated and self.engine not in _NO_IPV6 and _no_ipv6(exc):
+                _NO_IPV6.add(self.engine)
+                return self._start_from(image, start_patch, started, base_id, isolated=isolated)
             raise SandboxError(f"could not start a sandbox from {image}: {_one_line(exc)}") from exc
         self.start_seconds = time.monotonic() - started
         marks = self.shell.start_marks
@@ -253,22 +292,34 @@ class Sandbox:
             "prepare": marks["setup"] - marks["open"], "shells_ready": marks["ready"] - marks["setup"],
         }
 
-    def _start_state(self, start_patch: str) -> tuple[str | None, str | None]:
-        """(the start-state image's tag, the task image's id); (None, None) when the task image cannot be
-        inspected (the normal start then says why)."""
+    def _inspect_image(self) -> dict | None:
+        """The task image's attributes; None when it cannot be inspected (the start then says why)."""
         try:
-            image_id = self.engine.client.api.inspect_image(self.image)["Id"]
+            return self.engine.client.api.inspect_image(self.image)
         except (DockerException, RequestException):
+            return None
+
+    def _isolated(self, image: dict | None) -> bool:
+        """Whether the container goes without docker's "none" network (ISOLATED_SYSCTLS): when it has no network
+        and its control shell, root, can write /etc/hosts (a start state runs as its task image's user)."""
+        user = ((image or {}).get("Config") or {}).get("User") or ""
+        return image is not None and not self.limits.network and runs_as_root(user)
+
+    def _start_state(self, image: dict | None, start_patch: str) -> tuple[str | None, str | None]:
+        """(the start-state image's tag, the task image's id); (None, None) when the task image could not be
+        inspected (the normal start then says why)."""
+        if image is None:
             return None, None
-        return start_state_tag(image_id, start_patch, self.repo_path), image_id
+        return start_state_tag(image["Id"], start_patch, self.repo_path), image["Id"]
 
     def _commit_start_state(self, tag: str, base_id: str, *, replace: bool = False) -> bool:
         """Save the just-prepared container as the start-state image `tag`; False when not saved (never raises:
         the next start of the pair tries again).
 
         The container is frozen during the commit (docker pauses it) and no agent command has run: the image
-        holds exactly what the prepare left. Not in it: /proc, and the files docker mounts (/etc/hosts,
-        resolv.conf, hostname, docker-init); the patch file is already deleted; the shells keep no history
+        holds exactly what the prepare left, and the /etc/hosts an isolated start writes (WRITE_HOSTS: each
+        start writes it again). Not in it: /proc, and the files docker mounts (hostname, docker-init, and on a
+        network /etc/hosts and resolv.conf); the patch file is already deleted; the shells keep no history
         (non-interactive bash)."""
         started = time.monotonic()
         repository, _, name = tag.partition(":")
@@ -290,7 +341,7 @@ class Sandbox:
         return True
 
     @retry_transient
-    def _create_container(self, image: str):
+    def _create_container(self, image: str, *, isolated: bool = False):
         limits = self.limits
         return self.engine.client.containers.create(
             image,
@@ -309,6 +360,9 @@ class Sandbox:
             auto_remove=True,
             labels=self.labels,
             network_mode=None if limits.network else "none",
+            # no libnetwork sandbox: a network namespace of runc's with loopback only, set up as "none" sets it
+            network_disabled=isolated,
+            sysctls=ISOLATED_SYSCTLS if isolated and self.engine not in _NO_IPV6 else None,
             mem_limit=limits.memory,
             memswap_limit=limits.memory,
             nano_cpus=int(min(limits.cpus, _daemon_cpus(self.engine)) * 1e9),

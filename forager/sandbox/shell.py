@@ -178,9 +178,11 @@ class Shell:
         return _Session(self.api, self.container_id, self.environment, self._capture)
 
     def start(self, setup: str = "", data: bytes = b"", setup_timeout: float = CONTROL_TIMEOUT,
-              control=None) -> tuple[str, int]:
+              control=None, prelude: str = "") -> tuple[str, int]:
         """Open the control shell and the main shell; `setup` (with `data` on its stdin, see stream.plain_line)
         runs first in the control shell, before any agent command, and its output and exit code come back.
+        `prelude`: one of our scripts, run first in the control shell (its answer is awaited here, so before any
+        agent command); SandboxError if it fails.
 
         `control`: a socket attached to the container's own bash (stdin and output), which then is the control
         shell: it is up as soon as the container is, where a `docker exec` takes another ~75 ms of daemon work
@@ -192,6 +194,8 @@ class Shell:
         self.start_marks = {}
         self._control = self._session() if control is None else _Session(
             self.api, self.container_id, self.environment, self._capture, attached=control)
+        if prelude:
+            self._control.send_plain(prelude)
         if setup:
             self._control.send_plain(setup, data)
         # before any agent command, so only the container's own processes are found
@@ -199,6 +203,8 @@ class Shell:
         self._main = self._session()
         self._main.send_plain(self._main_init())
         self.start_marks["open"] = time.monotonic()
+        if prelude and (done := self._control.answer())[1] != 0:
+            raise SandboxError(f"the container's shell could not start ({done[1]}): {done[0][:300]}")
         outcome = self._control.answer(setup_timeout) if setup else ("", 0)
         self.start_marks["setup"] = time.monotonic()
         if outcome[1] == 0:

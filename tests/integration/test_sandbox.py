@@ -11,6 +11,7 @@ import pytest
 from docker.errors import NotFound
 
 from forager.engine.docker_engine import LABEL, OWNER_LABELS
+from forager.sandbox import container as sandbox_container
 from forager.sandbox.container import Sandbox
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.models import SandboxLimits, ToolCall
@@ -168,6 +169,76 @@ def test_there_is_no_network(make_box):
     assert bash(box, "getent hosts pypi.org || echo no-dns").output == "no-dns\n"
 
 
+# the network as a process in the container sees it: devices, addresses, IPv6, /etc/hosts, lookups, a local server
+NETWORK_VIEW = ("tail -n +3 /proc/net/dev | cut -d: -f1; cat /proc/net/if_inet6; "
+                "cat /proc/sys/net/ipv6/conf/*/disable_ipv6 | tr '\\n' ' '; echo; cat /etc/hosts; "
+                "getent hosts localhost; getent hosts pypi.org || echo no-dns; python3 -c \"import socket; "
+                "s = socket.socket(); s.bind(('localhost', 0)); print(s.getsockname()[0])\"")
+
+
+def none_network_view(engine, image: str) -> str:
+    """NETWORK_VIEW in a container of `image` on docker's own "none" network."""
+    return engine.client.containers.run(image, ["bash", "-c", NETWORK_VIEW], entrypoint=[], remove=True,
+                                        network_mode="none", init=True).decode()
+
+
+def test_without_a_network_the_container_sees_what_dockers_none_network_gives(engine, task, make_box):
+    """No libnetwork sandbox (NetworkDisabled: a namespace of runc's, ~230 ms less of `docker start`), and no
+    difference from inside: only loopback, IPv6 off, docker's /etc/hosts, no lookups, localhost serves."""
+    box = make_box(task["patch"])
+    attrs = engine.client.api.inspect_container(box.container.id)
+    assert attrs["Config"].get("NetworkDisabled") is True and attrs["HostConfig"]["NetworkMode"] == "none"
+    view = none_network_view(engine, task["image"])
+    assert view.startswith("    lo\n") and "no-dns\n127.0.0.1\n" in view and "\n127.0.0.1\tlocalhost\n" in view, view
+    assert bash(box, NETWORK_VIEW).output == view
+
+
+def test_a_non_root_image_and_a_networked_sandbox_keep_dockers_networks(engine, task, tmp_path):
+    """The control shell of an image that runs as another user cannot write /etc/hosts: it keeps docker's "none"
+    network, as a sandbox given a network keeps docker's default one."""
+    (tmp_path / "Dockerfile").write_text(f"FROM {task['image']}\nRUN chown -R nobody /testbed\nUSER nobody\n")
+    tag = f"{TEST_IMAGE_PREFIX}/sandbox-nobody:{uuid.uuid4().hex[:8]}"
+    engine.build(tmp_path, tag, timeout=300)
+    with Sandbox(engine, tag, limits=SandboxLimits(command_timeout=20)) as box, \
+            Sandbox(engine, task["image"], limits=SandboxLimits(command_timeout=20, network=True)) as networked:
+        box.start(task["patch"])
+        networked.start(task["patch"])
+        attrs = engine.client.api.inspect_container(box.container.id)
+        assert not attrs["Config"].get("NetworkDisabled") and attrs["HostConfig"]["NetworkMode"] == "none"
+        started = bash(box, "id -un; git status --porcelain; grep -c BUGGY_CODE_MARKER calc/core.py")
+        assert started.output == "nobody\n1\n"
+        assert bash(box, NETWORK_VIEW).output == none_network_view(engine, task["image"])
+        attrs = engine.client.api.inspect_container(networked.container.id)
+        assert not attrs["Config"].get("NetworkDisabled") and attrs["HostConfig"]["NetworkMode"] == "default"
+        assert bash(networked, "grep -c ' /etc/hosts ' /proc/mounts; git status --porcelain").output == "1\n"
+
+
+def test_a_host_without_ipv6_sysctls_starts_isolated_sandboxes_without_them(engine, task, monkeypatch):
+    """On a host booted with ipv6.disable=1 runc cannot set the IPv6 sysctls and the start fails: the sandbox starts
+    again without them (nothing of IPv6 to turn off), and so do the engine's later ones. Made here with a sysctl
+    that no kernel has."""
+    monkeypatch.setattr(sandbox_container, "ISOLATED_SYSCTLS", {"net.ipv6.conf.all.no_such_sysctl": "1"})
+    monkeypatch.setattr(sandbox_container, "_NO_IPV6", type(sandbox_container._NO_IPV6)())
+    for _ in range(2):
+        with Sandbox(engine, task["image"], limits=SandboxLimits(command_timeout=20)) as box:
+            box.start(task["patch"])
+            attrs = engine.client.api.inspect_container(box.container.id)
+            assert attrs["Config"].get("NetworkDisabled") is True and not attrs["HostConfig"].get("Sysctls")
+            assert bash(box, "git status --porcelain; getent hosts localhost > /dev/null && echo ok").output == "ok\n"
+    assert engine in sandbox_container._NO_IPV6
+
+
+def test_a_failed_first_line_of_the_control_shell_is_a_sandbox_error_and_leaves_no_container(engine, task,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(sandbox_container, "WRITE_HOSTS", "printf x > /no/such/dir/hosts")
+    episode = uuid.uuid4().hex
+    box = Sandbox(engine, task["image"], labels={"forager.episode": episode})
+    with pytest.raises(SandboxError, match="could not start .*/no/such/dir/hosts"):
+        box.start(task["patch"])
+    assert box.container is None and box.shell is None
+    assert not engine.client.containers.list(all=True, filters={"label": f"forager.episode={episode}"})
+
+
 def test_removing_the_repository_makes_tools_answer_errors(make_box):
     box = make_box()
     assert bash(box, "rm -rf /testbed; echo gone").output == "gone\n"
@@ -317,6 +388,9 @@ def test_a_reused_start_state_is_the_prepared_one_and_a_missing_image_means_a_no
             # byte for byte what the prepare left (the index too), and git's view is a normal start's
             assert bash(box, FILES).output == committed
             assert bash(box, GIT_STATE).output == bash(plain, GIT_STATE).output
+            # the start state's image holds the /etc/hosts its first start wrote; each start writes it again
+            assert bash(box, NETWORK_VIEW).output == bash(plain, NETWORK_VIEW).output
+            assert engine.client.api.inspect_container(box.container.id)["Config"].get("NetworkDisabled") is True
             probe = bash(box, "git log -p --all --reflog | grep -c ORIGINAL_CODE_MARKER; "
                               "git cat-file --batch-all-objects --batch | grep -ac ORIGINAL_CODE_MARKER; "
                               "grep -rc ORIGINAL_CODE_MARKER /testbed /tmp | grep -vc ':0$'; git rev-list --all --count")

@@ -4,11 +4,12 @@ script) run by a local bash on a local repository, as the container's control sh
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 from forager.images.prune import HostImage, select_start_states
-from forager.sandbox.container import PREPARE_SCRIPT, prepare_command, start_state_tag
+from forager.sandbox.container import PREPARE_SCRIPT, WRITE_HOSTS, prepare_command, runs_as_root, start_state_tag
 from forager.sandbox.output import HeadTailBuffer
 from forager.sandbox.stream import SentinelScanner, mark_for, plain_line
 from tests.conftest import git, make_repo
@@ -20,10 +21,12 @@ CORE = f"def total(items):\n    {ORIGINAL}\n"
 IDENTITY = "%an|%ae|%ad|%cn|%ce|%cd|%B"
 
 
-def control_shell(stdin: bytes, home: Path) -> tuple[list[tuple[str, int]], int]:
+def control_shell(stdin: bytes, home: Path, path: str | None = None) -> tuple[list[tuple[str, int]], int]:
     """What a control shell answers to `stdin` (each script's output and exit code), and its own exit code."""
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "LANG": "C.UTF-8"}
-    proc = subprocess.run(["bash", "--noprofile", "--norc"], input=stdin, capture_output=True, env=env, cwd="/",
+    env = {"PATH": os.environ["PATH"] if path is None else path, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1",
+           "LANG": "C.UTF-8"}
+    proc = subprocess.run([shutil.which("bash"), "--noprofile", "--norc"], input=stdin, capture_output=True, env=env,
+                          cwd="/",
                           timeout=60)
     scanner = SentinelScanner(MARK, lambda: HeadTailBuffer(1 << 20, 1 << 20))
     answers = [(bytes(capture.head).decode(), code) for capture, code in scanner.feed(proc.stdout + proc.stderr)]
@@ -55,6 +58,36 @@ def test_a_failed_read_ends_the_shell_before_the_patch_can_run_as_commands(tmp_p
 def test_without_a_patch_the_script_gets_an_empty_path(tmp_path):
     answers, _ = control_shell(plain_line(prepare_command("/r", 0, 'printf "[%s][%s]" "$1" "$2"'), MARK), tmp_path)
     assert answers == [("[/r][]", 0)]
+
+
+# /etc/hosts as docker 20.10 writes it for a container on its "none" network
+NONE_NETWORK_HOSTS = """127.0.0.1\tlocalhost
+::1\tlocalhost ip6-localhost ip6-loopback
+fe00::0\tip6-localnet
+ff00::0\tip6-mcastprefix
+ff02::1\tip6-allnodes
+ff02::2\tip6-allrouters
+"""
+
+
+def test_the_hosts_line_writes_the_none_networks_hosts_file_with_builtins_only(tmp_path):
+    """The control shell's first line in an isolated container: it must fork nothing (an empty PATH finds no
+    program), replace what the file held, and leave the shell taking the next line."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("an older, longer file that must not show through at the end\n" * 3)
+    assert WRITE_HOSTS.count("/etc/hosts") == 1 and "\n" not in WRITE_HOSTS
+    line = WRITE_HOSTS.replace("/etc/hosts", str(hosts))
+    answers, code = control_shell(plain_line(line, MARK) + plain_line("echo after", MARK), tmp_path, path="")
+    assert (answers, code) == ([("", 0), ("after\n", 0)], 0)
+    assert hosts.read_text() == NONE_NETWORK_HOSTS
+    failed, _ = control_shell(plain_line(WRITE_HOSTS.replace("/etc/hosts", str(tmp_path / "no/dir/hosts")), MARK),
+                              tmp_path, path="")
+    assert failed[0][1] != 0 and "no/dir/hosts: No such file or directory" in failed[0][0]
+
+
+def test_only_root_by_name_or_uid_counts_as_root():
+    assert all(runs_as_root(user) for user in ("", "root", "0", "0:0", "root:root", "0:1000"))
+    assert not any(runs_as_root(user) for user in ("1000", "nobody", "1000:0", "toor", " root"))
 
 
 def _repo_with_history(root: Path) -> tuple[str, str]:
