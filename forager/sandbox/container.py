@@ -16,14 +16,22 @@ import posixpath
 import shlex
 import tarfile
 import time
-import weakref
 from collections.abc import Callable
 
 from docker.errors import DockerException, ImageNotFound, NotFound
 from docker.utils import decode_json_header
 from requests.exceptions import RequestException
 
-from forager.engine.docker_engine import LABEL, OWNER_LABELS, Engine, retry_transient
+from forager.engine.docker_engine import (
+    ISOLATED_SYSCTLS,
+    LABEL,
+    NONE_NETWORK_HOSTS,
+    OWNER_LABELS,
+    Engine,
+    no_ipv6_error,
+    retry_transient,
+)
+from forager.engine.docker_engine import NO_IPV6 as _NO_IPV6
 from forager.sandbox.errors import SandboxError
 from forager.sandbox.files import kind_of, looks_like_diff, tar_one, untar_one
 from forager.sandbox.models import SandboxLimits, ToolCall, ToolResult
@@ -41,20 +49,10 @@ TOOLS_LINE = tools_line()
 # patch): `forager prune` finds them by their labels, `docker image ls forager-start` lists them.
 START_STATE_REPOSITORY = "forager-start"
 START_STATE_ROLE = "start-state"  # their forager.role label
-# Without a network the container is created with NetworkDisabled rather than on docker's "none" network, which is a
-# libnetwork sandbox that costs most of `docker start` (~230 ms of ~370 ms here: a re-exec of dockerd as runc's
-# prestart hook, another to set the namespace's sysctls, the namespace's bind mount and the daemon's records of it).
-# Both give the container a network namespace of its own with only the loopback device (runc makes it); what the
-# "none" network adds is put back: IPv6 off (its sysctls, below) and /etc/hosts, which the control shell writes
-# first, before the start returns and any agent command runs (WRITE_HOSTS: docker's own file for that network, byte
-# for byte). /etc/resolv.conf stays empty (docker's names the host's resolver, unreachable either way: a lookup
-# fails at once in both). Which containers: Sandbox._isolated.
-ISOLATED_SYSCTLS = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
-# Engines whose host has no IPv6 (booted with ipv6.disable=1): runc cannot set those sysctls there and the start
-# fails, so they are left out (nothing of IPv6 to turn off), as "none" leaves them out.
-_NO_IPV6: weakref.WeakSet = weakref.WeakSet()
-NONE_NETWORK_HOSTS = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
-                      "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+# Without a network the container is created with NetworkDisabled rather than on docker's "none" network (see
+# engine/docker_engine.py ISOLATED_SYSCTLS); what that network adds is put back: IPv6 off (the sysctls) and
+# /etc/hosts, which the control shell writes first, before the start returns and any agent command runs
+# (WRITE_HOSTS: docker's own file for that network, byte for byte). Which containers: Sandbox._isolated.
 # Builtins only (printf, redirections): no process to start. A failure says why on stdout, in the answer (stderr may
 # come after the sentinel). Needs root: an image whose user is another keeps docker's "none" network (see
 # Sandbox._isolated).
@@ -148,12 +146,6 @@ def runs_as_root(user: str) -> bool:
     """Whether a container whose configured user is `user` (an image's Config.User) runs as root: by name or uid
     only ("root", "0", with any group), not another name that maps to uid 0."""
     return user.partition(":")[0] in ("", "root", "0")
-
-
-def _no_ipv6(exc: BaseException) -> bool:
-    """Whether a start failed because the host has no IPv6 sysctls to set (see _NO_IPV6)."""
-    text = str(exc)
-    return "/proc/sys/net/ipv6/" in text and "no such file or directory" in text
 
 
 def _one_line(exc: BaseException) -> str:
@@ -281,7 +273,7 @@ class Sandbox:
             self.close()
             if isinstance(exc, SandboxError):
                 raise
-            if isolated and self.engine not in _NO_IPV6 and _no_ipv6(exc):
+            if isolated and self.engine not in _NO_IPV6 and no_ipv6_error(exc):
                 _NO_IPV6.add(self.engine)
                 return self._start_from(image, start_patch, started, base_id, isolated=isolated)
             raise SandboxError(f"could not start a sandbox from {image}: {_one_line(exc)}") from exc

@@ -193,6 +193,20 @@ def test_without_a_network_the_container_sees_what_dockers_none_network_gives(en
     assert bash(box, NETWORK_VIEW).output == view
 
 
+def test_engine_runs_without_a_network_see_what_dockers_none_network_gives(engine, task, monkeypatch):
+    """Every test run and grade (Engine.run) goes without the libnetwork sandbox too: /etc/hosts is written before the
+    start, with the command's own files; a host without IPv6 sysctls runs the command again without them."""
+    from forager.engine import docker_engine
+
+    run = engine.run(task["image"], ["bash", "-c", NETWORK_VIEW + "; cat /tmp/given"], timeout=60,
+                     files={"/tmp/given": b"given\n"})
+    assert run.exit_code == 0 and run.output == none_network_view(engine, task["image"]) + "given\n"
+    monkeypatch.setattr(docker_engine, "ISOLATED_SYSCTLS", {"net.ipv6.conf.all.no_such_sysctl": "1"})
+    monkeypatch.setattr(docker_engine, "NO_IPV6", type(docker_engine.NO_IPV6)())
+    again = engine.run(task["image"], ["bash", "-c", "getent hosts localhost > /dev/null && echo ok"], timeout=60)
+    assert (again.exit_code, again.output) == (0, "ok\n") and engine in docker_engine.NO_IPV6
+
+
 def test_a_non_root_image_and_a_networked_sandbox_keep_dockers_networks(engine, task, tmp_path):
     """The control shell of an image that runs as another user cannot write /etc/hosts: it keeps docker's "none"
     network, as a sandbox given a network keeps docker's default one."""
