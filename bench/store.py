@@ -1,17 +1,27 @@
-"""Steps written per second to the store, SQLite vs PostgreSQL: the per-step transaction collect used before
-group commit (`legacy`) against the group-commit writer it uses now (`group`), side by side in one run.
+"""Steps written per second to the store, SQLite vs PostgreSQL: three ways to write a step, side by side and
+alternated in one run:
+
+- `legacy`: the per-step transaction collect used before group commit (fence, ORM add, commit, refresh);
+- `thread`: the group-commit writer in a thread of the collector (store/writer.py StepWriter);
+- `process`: the group-commit writer in a child process (store/writer_process.py), what Store.submit_step
+  uses now.
 
 Each episode is a thread of one collector process, with its own claimed episode, writing as the collector
-does: `legacy` commits each step in its own transaction before going on; `group` hands the step to the
-store's writer (Store.submit_step) and waits only for the previous step's acknowledgement before the
-next (collect/episode.py StepRecorder). Reported: steps per second, and each step's write latency (call
-to return for legacy; submit to durable acknowledgement for group) p50/p99 in ms. Several collector
-processes on one store are measured too (`--processes`, each with `episodes` threads).
+does: `legacy` commits each step in its own transaction before going on; `thread` and `process` hand the
+step to the store's writer (Store.submit_step) and wait only for the previous step's acknowledgement before
+the next (collect/episode.py StepRecorder). A writer is started before the clock (the process takes a
+second to start; a collector pays that once, at its first step). Reported: steps per second, and each
+step's write latency (call to return for legacy; submit to durable acknowledgement for the others) p50/p99
+in ms. Several collector processes on one store are measured too (`--processes`, each with 32 episodes;
+the group-commit variants only). Each configuration runs `--rounds` times, the variants' order rotated
+each round; `summary` gives each variant's median over the rounds and the ratios between them. The load
+average before and after is printed: on a busy machine read the ratios, not the absolute figures.
 
 A step carries what a real one does: ~200 completion token ids with their logprobs, ~300 prompt token
 ids (only the turn's new tokens), a ~2 KB observation and its raw output.
 
-    .venv/bin/python bench/store.py [--postgres URL] [--steps 100] [--episodes 1,8,32] [--processes 2]
+    .venv/bin/python bench/store.py [--postgres URL] [--steps 100] [--episodes 1,8,32] [--processes 2] [--rounds 3]
+        [--modes legacy,thread,process]
 """
 
 from __future__ import annotations
@@ -22,12 +32,14 @@ import multiprocessing
 import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -68,7 +80,7 @@ def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, l
                 started = time.perf_counter()
                 legacy_record(store, row, **fields)
                 latencies.append(time.perf_counter() - started)
-            else:  # as StepRecorder: the previous step durable before this one goes
+            else:  # thread, process: as StepRecorder, the previous step durable before this one goes
                 if pending is not None:
                     pending.result()
                 pending = store.submit_step(row, **fields)
@@ -82,6 +94,10 @@ def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, l
 def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, start=None, results=None) -> dict:
     """One collector process: `episodes` threads writing `steps` steps each; its span and latencies."""
     store = Store(url)
+    if mode != "legacy":
+        store.step_writer_kind = mode
+        # before the clock, and connected: a collector starts it once, at its first step
+        store.step_writer.start(**({"wait": 60} if mode == "process" else {}))
     latencies: list[float] = []
     errors: list[str] = []
     barrier = threading.Barrier(episodes + 1)
@@ -91,20 +107,34 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
         thread.start()
     if start is not None:
         start.wait(timeout=300)  # every process ready: they start together
+    child = getattr(store.step_writer, "pid", None) if mode == "process" else None
     barrier.wait(timeout=300)
-    started = time.perf_counter()
+    started, cpu, child_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(child)
     for thread in threads:
         thread.join()
-    ended = time.perf_counter()
-    if mode == "group":
+    ended, cpu, child_cpu = time.perf_counter(), time.process_time() - cpu, _cpu_seconds(child) - child_cpu
+    if mode != "legacy":
         latencies = list(store.step_writer.stats.latencies)
         batch = store.step_writer.stats.snapshot().get("mean_batch")
+        store.step_writer.close()
     else:
         batch = 1
-    result = {"seconds": ended - started, "latencies": latencies, "errors": errors, "mean_batch": batch}
+    result = {"seconds": ended - started, "latencies": latencies, "errors": errors, "mean_batch": batch,
+              "cpu_seconds": cpu + child_cpu, "child_cpu_seconds": child_cpu}
     if results is not None:
         results.put(result)
     return result
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of another process of ours so far: the writer process (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _plan(url: str, episodes: int) -> int:
@@ -145,7 +175,10 @@ def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1) 
     return {"mode": mode, "processes": processes, "episodes": episodes * processes, "steps": total,
             "seconds": round(wall, 3), "steps_per_second": round(total / wall, 1),
             "write_ms_p50": _ms(latencies, 0.5), "write_ms_p99": _ms(latencies, 0.99),
-            "mean_batch": round(statistics.mean(r["mean_batch"] or 1 for r in results), 1)}
+            "mean_batch": round(statistics.mean(r["mean_batch"] or 1 for r in results), 1),
+            # the collector's CPU and its writer process's, not the database server's, per step
+            "cpu_us_per_step": round(sum(r["cpu_seconds"] for r in results) / total * 1e6, 1),
+            "writer_process_cpu_us_per_step": round(sum(r["child_cpu_seconds"] for r in results) / total * 1e6, 1)}
 
 
 @contextmanager
@@ -161,8 +194,43 @@ def fresh_database(url: str) -> Iterator[str]:
     try:
         yield parsed.set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        # why retried: an autovacuum worker in it (after the bench's inserts) is the server's, which FORCE may
+        # not end for a role without pg_signal_backend; it finishes within seconds
+        for attempt in range(30):
+            try:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+                break
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse) as exc:
+                if attempt == 29:
+                    print(f"bench/store.py: could not drop {name}: {exc}", file=sys.stderr)
+                time.sleep(1)
+
+
+def _median(values: list) -> float | None:
+    values = [value for value in values if value is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
+def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
+    """Per configuration: each variant's median steps/s and p99 over the rounds, and the ratios."""
+    out = []
+    for key in dict.fromkeys((row["processes"], row["episodes"]) for row in rows):
+        entry: dict = {"processes": key[0], "episodes": key[1]}
+        for mode in modes:
+            mine = [row for row in rows if (row["processes"], row["episodes"]) == key and row["mode"] == mode]
+            if mine:
+                entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
+                               "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
+                               "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
+                               "cpu_us_per_step": _median([row["cpu_us_per_step"] for row in mine]),
+                               "rounds_steps_per_second": [row["steps_per_second"] for row in mine],
+                               "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine]}
+        for new, old in (("process", "thread"), ("process", "legacy"), ("thread", "legacy")):
+            if new in entry and old in entry:
+                entry[f"{new}/{old}"] = round(entry[new]["steps_per_second"] / entry[old]["steps_per_second"], 2)
+        out.append(entry)
+    return out
 
 
 def main() -> None:
@@ -172,8 +240,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps per episode")
     parser.add_argument("--episodes", default="1,8,32", help="episodes (threads) of one collector, comma-separated")
     parser.add_argument("--processes", type=int, default=2, help="collector processes of 32 episodes on one store")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each configuration, variants alternated")
+    parser.add_argument("--modes", default="legacy,thread,process", help="variants, comma-separated")
     args = parser.parse_args()
     counts = [int(n) for n in args.episodes.split(",")]
+    modes = args.modes.split(",")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         backends = {"sqlite": f"sqlite:///{tmp}/bench.db"}
         if args.postgres:
@@ -182,12 +254,19 @@ def main() -> None:
         results: dict[str, list] = {}
         for name, url in backends.items():
             rows = results.setdefault(name, [])
-            for episodes in counts:
-                for mode in ("legacy", "group"):  # side by side, same store, same machine state
-                    rows.append(measure(url, mode, episodes, args.steps))
-            if args.processes > 1:
-                rows.append(measure(url, "group", 32, args.steps, processes=args.processes))
-        report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(), "results": results}
+            for round_ in range(args.rounds):
+                order = modes[round_ % len(modes):] + modes[:round_ % len(modes)]  # each variant first in turn
+                for episodes in counts:
+                    for mode in order:  # side by side, same store, same machine state
+                        rows.append({"round": round_, **measure(url, mode, episodes, args.steps)})
+                if args.processes > 1:
+                    for mode in order:
+                        if mode != "legacy":
+                            rows.append({"round": round_, **measure(url, mode, 32, args.steps, processes=args.processes)})
+        report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
+                  "load_average_before": [round(x, 2) for x in load_before],
+                  "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                  "summary": {name: summarize(rows, modes) for name, rows in results.items()}, "results": results}
     print(json.dumps(report, indent=2))
 
 

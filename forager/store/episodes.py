@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from concurrent.futures import Future
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -30,6 +31,7 @@ from sqlmodel import select
 from forager.engine.processes import pid_alive
 from forager.store.tables import Episode, Run, Step, utcnow
 from forager.store.writer import StepWriter
+from forager.store.writer_process import ProcessStepWriter
 
 WORKER = os.environ.get("FORAGER_WORKER") or f"{socket.gethostname()}:{os.getpid()}"
 LEASE_SECONDS = float(os.environ.get("FORAGER_LEASE_SECONDS") or 600)
@@ -247,12 +249,32 @@ class EpisodeStore:
             s.commit()
             return s.get(Episode, episode_id)
 
+    # "thread": the group-commit writer in a thread of this process (store/writer.py); "process": in a child process
+    # (store/writer_process.py), 1.4x the steps per second where the store itself is the limit (bench/store.py),
+    # which a collector never reaches (its steps wait ~0.01 ms for the store: bench/ceiling.py): so opt-in, per
+    # store or for all by FORAGER_STEP_WRITER=process
+    step_writer_kind = os.environ.get("FORAGER_STEP_WRITER") or "thread"
+
     @property
-    def step_writer(self) -> StepWriter:
+    def step_writer(self) -> StepWriter | ProcessStepWriter:
         """This store's group-commit writer (started on its first step)."""
         writer = self.__dict__.get("_step_writer")
         if writer is None:
-            writer = self.__dict__.setdefault("_step_writer", StepWriter(self.session, self._fence, self.engine.dialect))
+            database = self.engine.url.database
+            in_memory = self.engine.dialect.name == "sqlite" and database in (None, "", ":memory:")
+            if self.step_writer_kind == "thread" or in_memory:  # why in memory: another process cannot see it
+                writer = StepWriter(self.session, self._fence, self.engine.dialect)
+            elif self.step_writer_kind == "process":
+                ref = weakref.ref(self)  # the lease its fence gives, read at each submit; the store not kept alive
+
+                def lease() -> float:
+                    return getattr(ref(), "lease_seconds", LEASE_SECONDS)
+
+                writer = ProcessStepWriter(self.engine.url.render_as_string(hide_password=False),
+                                           self.engine.dialect, lease)
+            else:
+                raise ValueError(f"FORAGER_STEP_WRITER must be 'process' or 'thread', not {self.step_writer_kind!r}")
+            writer = self.__dict__.setdefault("_step_writer", writer)
         return writer
 
     def submit_step(self, step: Step, **episode_fields) -> Future:

@@ -11,10 +11,16 @@ nothing anyway.
 
 A batch the database refuses is written again one episode at a time, so one episode's bad row (or its
 lost lease) fails that episode alone.
+
+This module's StepWriter does it in a thread of the collector, what Store.submit_step uses; with
+FORAGER_STEP_WRITER=process the same group commit runs in a process of its own (writer_process.py: the
+database work off the collector's GIL), but for an in-memory SQLite store, which another process cannot see.
+The row conversions (_InsertPlan) are shared by both.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -23,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert
+from sqlalchemy import JSON, insert
 
 from forager.store.tables import Step
 
@@ -55,20 +61,33 @@ class _InsertPlan:
     datetimes) as SQLAlchemy would apply them: rows then go straight to the driver's executemany, which
     spares SQLAlchemy's per-row, per-column work (most of a batch's time before)."""
 
-    def __init__(self, dialect):
+    def __init__(self, dialect, *, plain: bool = False):
         compiled = insert(Step.__table__).compile(dialect=dialect, column_keys=_STEP_COLUMNS)
         self.sql = compiled.string
         self.positional = compiled.positional
         names = list(compiled.positiontup) if compiled.positional else list(_STEP_COLUMNS)
-        processors = compiled._bind_processors
+        processors = dict(compiled._bind_processors)
+        if plain:
+            # rows that pickle as they are (writer_process.py): JSON columns as their text, where a driver
+            # would take a wrapper that serializes later (psycopg's Json); the same text, the same NULL rules
+            serializer = getattr(dialect, "_json_serializer", None) or json.dumps
+            for column in Step.__table__.columns:
+                if isinstance(column.type, JSON) and column.key in processors:
+                    processors[column.key] = column.type._make_bind_processor(None, serializer)
         self.columns = [(name, processors.get(name)) for name in names]
         # why COPY on PostgreSQL: psycopg's executemany sends the rows one statement at a time (pipelined);
         # COPY streams them all in one command, several times faster for a batch
         self.copy = dialect.name == "postgresql"
+        self.driver_sql = self.sql  # execute_driver's statement: its executemany
         if self.copy:
             quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in names)
             self.sql = f"COPY {Step.__tablename__} ({quoted}) FROM STDIN"
             self.positional = True
+            # why not COPY there: in the writer process the INSERTs go in one pipeline with the fence's UPDATEs
+            # (one round trip, the statement prepared once), which took less time, client and server, than
+            # the UPDATEs then a COPY (bench/store.py)
+            marks = ", ".join(["%s"] * len(names))
+            self.driver_sql = f"INSERT INTO {Step.__tablename__} ({quoted}) VALUES ({marks})"
 
     def execute(self, connection, rows: list) -> None:
         if not self.copy:
@@ -78,6 +97,15 @@ class _InsertPlan:
         with driver.cursor() as cursor, cursor.copy(self.sql) as copy:
             for row in rows:
                 copy.write_row(row)
+
+    def execute_driver(self, driver, rows: list) -> None:
+        """The rows' INSERT on the driver's own connection (writer_process.py), in its transaction: one
+        executemany (in PostgreSQL's pipeline when the caller opened one)."""
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(self.driver_sql, rows)
+        finally:
+            cursor.close()
 
     def row(self, values: dict) -> tuple | dict:
         """One step's parameters, converted as the database's driver takes them."""
@@ -145,6 +173,10 @@ class StepWriter:
         future: Future = Future()
         self._queue.put(_Pending(step.episode_id, holder, self.plan.row(step_values(step)), episode_fields, future))
         return future
+
+    def start(self) -> None:
+        """Start the writer thread now, not at the first step."""
+        self._ensure_started()
 
     def _ensure_started(self) -> None:
         if self._thread is not None and self._thread.is_alive():
