@@ -2,26 +2,33 @@
 alternated in one run:
 
 - `legacy`: the per-step transaction collect used before group commit (fence, ORM add, commit, refresh);
-- `thread`: the group-commit writer in a thread of the collector (store/writer.py StepWriter);
-- `process`: the group-commit writer in a child process (store/writer_process.py), what Store.submit_step
-  uses now.
+- `thread`: the group-commit writer in a thread of the collector (store/writer.py StepWriter,
+  FORAGER_STEP_WRITER=thread);
+- `process`: the group-commit writer in a child process (store/writer_process.py), what collect uses by default.
 
 Each episode is a thread of one collector process, with its own claimed episode, writing as the collector
 does: `legacy` commits each step in its own transaction before going on; `thread` and `process` hand the
-step to the store's writer (Store.submit_step) and wait only for the previous step's acknowledgement before
-the next (collect/episode.py StepRecorder). A writer is started before the clock (the process takes a
-second to start; a collector pays that once, at its first step). Reported: steps per second, and each
-step's write latency (call to return for legacy; submit to durable acknowledgement for the others) p50/p99
-in ms. Several collector processes on one store are measured too (`--processes`, each with 32 episodes;
-the group-commit variants only). Each configuration runs `--rounds` times, the variants' order rotated
-each round; `summary` gives each variant's median over the rounds and the ratios between them. The load
-average before and after is printed: on a busy machine read the ratios, not the absolute figures.
+step to the store's writer (Store.submit_step) and keep at most STEPS_IN_FLIGHT steps unacknowledged
+(collect/episode.py StepRecorder). The episodes do nothing between two steps, so the store is the limit:
+that is the measure. A writer is started before the clock (collect starts it before its first episode).
+Reported: steps per second, and each step's write latency (call to return for legacy; submit to durable
+acknowledgement for the others) p50/p99 in ms. Several collector processes on one store are measured too
+(`--processes`, each with 32 episodes; the group-commit variants only).
+
+At full speed every episode always has a step waiting, so the latency is mostly the queue (Little's law:
+32 episodes x 2 steps / steps per second). `--paced` measures the latency at a set rate instead (the
+issue's goals, 32 episodes): each step is due at a set time, and its latency runs from then to its
+acknowledgement (a step held up behind a slow one counts that too).
+
+Each configuration runs `--rounds` times, the variants' order rotated each round; `summary` gives each
+variant's median over the rounds and the ratios between them. The load average before and after is
+printed: on a busy machine read the ratios, not the absolute figures.
 
 A step carries what a real one does: ~200 completion token ids with their logprobs, ~300 prompt token
 ids (only the turn's new tokens), a ~2 KB observation and its raw output.
 
     .venv/bin/python bench/store.py [--postgres URL] [--steps 100] [--episodes 1,8,32] [--processes 2] [--rounds 3]
-        [--modes legacy,thread,process]
+        [--modes legacy,thread,process] [--paced sqlite=5000,postgresql=2000]
 """
 
 from __future__ import annotations
@@ -37,12 +44,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from forager.collect.episode import STEPS_IN_FLIGHT
 from forager.store import Run, Step, Store, Task
 
 def _step(episode_id: int, index: int, rng: random.Random) -> Step:
@@ -67,32 +76,45 @@ def legacy_record(store: Store, step: Step, **episode_fields) -> None:
         s.refresh(step)
 
 
-def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, latencies: list, errors: list) -> None:
+def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, latencies: list, errors: list,
+                    rate: float | None = None, late: list | None = None) -> None:
     try:
         episode = store.claim_episode(run_id)
         rng = random.Random(episode.id)
         rows = [_step(episode.id, index, rng) for index in range(steps)]  # built before the clock starts
         barrier.wait(timeout=300)
-        pending = None
+        # paced (`rate`: this episode's steps per second): step i is due at a set time, whatever came before;
+        # its latency runs from then to its acknowledgement, so a step held up behind a slow one counts that too
+        started = time.perf_counter() + (rng.random() / rate if rate else 0.0)  # the episodes out of phase
+        pending: deque = deque()
         for index, row in enumerate(rows):
             fields = {"turns": index + 1, "completion_tokens": 200 * (index + 1)}
+            due = started + index / rate if rate else None
+            if due is not None and (ahead := due - time.perf_counter()) > 0:
+                time.sleep(ahead)
             if mode == "legacy":
-                started = time.perf_counter()
+                began = time.perf_counter()
                 legacy_record(store, row, **fields)
-                latencies.append(time.perf_counter() - started)
-            else:  # thread, process: as StepRecorder, the previous step durable before this one goes
-                if pending is not None:
-                    pending.result()
-                pending = store.submit_step(row, **fields)
-        if pending is not None:
-            pending.result()
+                latencies.append(time.perf_counter() - began)
+                continue
+            # thread, process: as StepRecorder, at most STEPS_IN_FLIGHT steps not yet durable
+            while len(pending) >= STEPS_IN_FLIGHT:
+                pending.popleft().result()
+            future = store.submit_step(row, **fields)
+            if due is not None:
+                future.add_done_callback(lambda _f, due=due: late.append(time.perf_counter() - due))
+            pending.append(future)
+        while pending:
+            pending.popleft().result()
     except Exception as exc:  # noqa: BLE001 - reported, not hung on
         errors.append(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         barrier.abort()
 
 
-def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, start=None, results=None) -> dict:
-    """One collector process: `episodes` threads writing `steps` steps each; its span and latencies."""
+def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, start=None, results=None,
+               rate: float | None = None) -> dict:
+    """One collector process: `episodes` threads writing `steps` steps each (paced: `rate` steps per second
+    in all); its span and latencies."""
     store = Store(url)
     if mode != "legacy":
         store.step_writer_kind = mode
@@ -100,8 +122,10 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
         store.step_writer.start(**({"wait": 60} if mode == "process" else {}))
     latencies: list[float] = []
     errors: list[str] = []
+    late: list[float] = []
     barrier = threading.Barrier(episodes + 1)
-    threads = [threading.Thread(target=_episode_thread, args=(store, run_id, steps, mode, barrier, latencies, errors))
+    threads = [threading.Thread(target=_episode_thread, args=(store, run_id, steps, mode, barrier, latencies, errors,
+                                                              rate / episodes if rate else None, late))
                for _ in range(episodes)]
     for thread in threads:
         thread.start()
@@ -119,7 +143,7 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
         store.step_writer.close()
     else:
         batch = 1
-    result = {"seconds": ended - started, "latencies": latencies, "errors": errors, "mean_batch": batch,
+    result = {"seconds": ended - started, "latencies": latencies, "late": late, "errors": errors, "mean_batch": batch,
               "cpu_seconds": cpu + child_cpu, "child_cpu_seconds": child_cpu}
     if results is not None:
         results.put(result)
@@ -153,10 +177,10 @@ def _ms(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
 
-def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1) -> dict:
+def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1, rate: float | None = None) -> dict:
     run_id = _plan(url, episodes * processes)
     if processes == 1:
-        results = [_collector(url, run_id, episodes, steps, mode)]
+        results = [_collector(url, run_id, episodes, steps, mode, rate=rate)]
     else:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter each: no inherited connections
         start, queue = context.Barrier(processes), context.Queue()
@@ -172,7 +196,11 @@ def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1) 
     wall = max(result["seconds"] for result in results)
     latencies = [value for result in results for value in result["latencies"]]
     total = processes * episodes * steps
-    return {"mode": mode, "processes": processes, "episodes": episodes * processes, "steps": total,
+    paced = {}
+    if rate:
+        due = [value for result in results for value in result["late"]]
+        paced = {"offered_steps_per_second": rate, "due_ms_p50": _ms(due, 0.5), "due_ms_p99": _ms(due, 0.99)}
+    return {"mode": mode, "processes": processes, "episodes": episodes * processes, "steps": total, **paced,
             "seconds": round(wall, 3), "steps_per_second": round(total / wall, 1),
             "write_ms_p50": _ms(latencies, 0.5), "write_ms_p99": _ms(latencies, 0.99),
             "mean_batch": round(statistics.mean(r["mean_batch"] or 1 for r in results), 1),
@@ -215,11 +243,22 @@ def _median(values: list) -> float | None:
 def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
     """Per configuration: each variant's median steps/s and p99 over the rounds, and the ratios."""
     out = []
-    for key in dict.fromkeys((row["processes"], row["episodes"]) for row in rows):
+
+    def key_of(row: dict) -> tuple:
+        return row["processes"], row["episodes"], row.get("offered_steps_per_second")
+
+    for key in dict.fromkeys(key_of(row) for row in rows):
         entry: dict = {"processes": key[0], "episodes": key[1]}
+        if key[2]:
+            entry["offered_steps_per_second"] = key[2]
         for mode in modes:
-            mine = [row for row in rows if (row["processes"], row["episodes"]) == key and row["mode"] == mode]
-            if mine:
+            mine = [row for row in rows if key_of(row) == key and row["mode"] == mode]
+            if mine and key[2]:  # paced: what the rate was, and each step's latency from when it was due
+                entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
+                               "due_ms_p50": _median([row["due_ms_p50"] for row in mine]),
+                               "due_ms_p99": _median([row["due_ms_p99"] for row in mine]),
+                               "rounds_due_ms_p99": [row["due_ms_p99"] for row in mine]}
+            elif mine:
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
                                "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
                                "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
@@ -227,7 +266,7 @@ def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
                                "rounds_steps_per_second": [row["steps_per_second"] for row in mine],
                                "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine]}
         for new, old in (("process", "thread"), ("process", "legacy"), ("thread", "legacy")):
-            if new in entry and old in entry:
+            if new in entry and old in entry and not key[2]:
                 entry[f"{new}/{old}"] = round(entry[new]["steps_per_second"] / entry[old]["steps_per_second"], 2)
         out.append(entry)
     return out
@@ -242,7 +281,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="collector processes of 32 episodes on one store")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each configuration, variants alternated")
     parser.add_argument("--modes", default="legacy,thread,process", help="variants, comma-separated")
+    parser.add_argument("--paced", default="sqlite=5000,postgresql=2000",
+                        help="also 32 episodes offering this many steps per second in all, per database (issue 17's "
+                             "goals): the latency at that rate, from each step's due time; empty: none")
     args = parser.parse_args()
+    paced = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.paced.split(",") if item)}
     counts = [int(n) for n in args.episodes.split(",")]
     modes = args.modes.split(",")
     load_before = os.getloadavg()
@@ -263,6 +306,11 @@ def main() -> None:
                     for mode in order:
                         if mode != "legacy":
                             rows.append({"round": round_, **measure(url, mode, 32, args.steps, processes=args.processes)})
+                if paced.get(name):  # legacy cannot keep such a pace: it would only measure its backlog
+                    for mode in order:
+                        if mode != "legacy":
+                            # three times the steps: the run's first and last interval weigh less in its rate
+                            rows.append({"round": round_, **measure(url, mode, 32, 3 * args.steps, rate=paced[name])})
         report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
                   "load_average_before": [round(x, 2) for x in load_before],
                   "load_average_after": [round(x, 2) for x in os.getloadavg()],

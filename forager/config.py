@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     image_prefix: str = Field(default="forager-env", description="repository part of built image tags")
     registry: str | None = Field(
         default=None, description="HOST:PORT of an image registry: built images are pushed, missing ones pulled"
+    )
+    step_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="where collect's group-commit step writer runs: a process of its own, or a thread of the collector",
     )
 
     @field_validator("as_of")

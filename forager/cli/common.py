@@ -44,9 +44,11 @@ def die(message: str, code: int = 2) -> typer.Exit:
 
 def store_for(settings: Settings) -> Store:
     try:
-        return Store(settings.db)
+        store = Store(settings.db)
     except ValueError as exc:
         raise die(f"{exc} (fix --db / FORAGER_DB)") from None
+    store.step_writer_kind = settings.step_writer
+    return store
 
 
 def engine_for(settings: Settings) -> Engine:

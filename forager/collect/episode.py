@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -32,43 +33,52 @@ from forager.tasks.evaluate import Grade, evaluate_in_image
 EventCallback = Callable[[int, str], None]
 
 
+# why two: a step goes to the store while the next model call runs, and is waited for only when the step after
+# that is recorded. In a real episode it is durable long before (the model and the command take milliseconds at
+# least); where the store itself is the limit (bench/store.py: episodes that do nothing between steps), one step
+# in flight made every step a wait and a wake-up of its thread, two halve them (the collector's GIL was the limit)
+STEPS_IN_FLIGHT = 2
+
+
 class StepRecorder:
-    """An episode's steps handed to the store's group-commit writer, one write in flight: a step waits for the
-    previous one's acknowledgement (usually long done, while the model and the command ran), so the episode
-    never runs more than one step ahead of what is durable, and never has a gap in what is."""
+    """An episode's steps handed to the store's group-commit writer, at most STEPS_IN_FLIGHT of them not yet
+    acknowledged: a step first waits for the one that many before it (usually long done, while the model and
+    the command ran). A step the store refuses raises at the next record or flush, so the episode stops there
+    and never finishes with a gap; a running episode left with one is restarted from nothing, as any other."""
 
     def __init__(self, store: Store, episode_id: int, on_turn: Callable[[int], None]):
         self.store, self.episode_id, self.on_turn = store, episode_id, on_turn
-        self.pending: Future | None = None
+        self.pending: deque[Future] = deque()
         self.commands: list[tuple[str, str]] = []  # (bash command, its output): what the flags are read from
 
     def record(self, step: StepRecord) -> None:
-        waited = self.flush()
+        waited = self._wait(STEPS_IN_FLIGHT - 1)
         started = time.perf_counter()
         row = step_row(self.episode_id, step)
         if row.tool == "bash":
             self.commands.append((str(row.arguments.get("command", "")), row.raw_output))
         self.on_turn(step.index)
         row.timings = step_timings(step, store_wait=waited, bookkeeping=time.perf_counter() - started)
-        self.pending = self.store.submit_step(row, turns=step.index + 1)
+        self.pending.append(self.store.submit_step(row, turns=step.index + 1))
 
     def flush(self) -> float:
-        """Wait for the step in flight to be durable (raises what its write raised); the seconds waited."""
-        if self.pending is None:
-            return 0.0
+        """Wait for every step in flight to be durable (raises what a write raised); the seconds waited."""
+        return self._wait(0)
+
+    def _wait(self, keep: int) -> float:
+        """Wait until at most `keep` steps are in flight, oldest first; the seconds waited."""
         started = time.perf_counter()
-        try:
-            self.pending.result()
-        finally:
-            self.pending = None
+        while len(self.pending) > keep:
+            self.pending.popleft().result()
         return time.perf_counter() - started
 
     def abandon(self) -> None:
-        """The episode stops here: let its last write land, whatever it says (a restart replaces it)."""
-        try:
-            self.flush()
-        except Exception:  # noqa: BLE001 - LeaseLost or a store error: the episode is left as it is
-            pass
+        """The episode stops here: let its last writes land, whatever they say (a restart replaces them)."""
+        while self.pending:
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - LeaseLost or a store error: the episode is left as it is
+                pass
 
 
 class EpisodeRunner:

@@ -21,7 +21,7 @@ from forager.config import Settings
 from forager.engine.docker_engine import Engine
 from forager.llm.chat_tokens import local_chat_tokens
 from forager.llm.client import ChatClient
-from forager.store import Episode, Run, Store, Task
+from forager.store import Episode, Image, Run, Store, Task
 from forager.store.episodes import LeaseLost
 
 
@@ -94,6 +94,17 @@ class Collector:
         """Run every unfinished episode of `run` on `tasks`, `concurrency` at a time, sandboxes started ahead."""
         by_id = {t.id: t for t in tasks}
         images = {t.image_id: self.store.image(t.image_id) for t in tasks}
+        # why now: a writer process takes a second or so to start; it does so while the first sandboxes start
+        self.store.step_writer.start()
+        try:
+            self._collect(run, by_id, images)
+        finally:
+            self.store.step_writer.close()  # every step written; a writer process ends here, not at exit
+        if not self.store.episodes(run.id, status="running") and not self.store.episodes(run.id, status="pending"):
+            self.store.finish_run(run.id)
+        return summarize(self.store, run)
+
+    def _collect(self, run: Run, by_id: dict[int, Task], images: dict[int, Image]) -> None:
         warm = self.config.concurrency if self.config.warm is None else self.config.warm
         prepared: deque[tuple[Episode, Future | None]] = deque()
         running: dict[Future, Episode] = {}
@@ -152,6 +163,3 @@ class Collector:
                 for _episode, future in prepared:  # started ahead, never used: remove them
                     if future is not None:
                         future.add_done_callback(lambda f: f.exception() is None and f.result().close())
-        if not self.store.episodes(run.id, status="running") and not self.store.episodes(run.id, status="pending"):
-            self.store.finish_run(run.id)
-        return summarize(self.store, run)

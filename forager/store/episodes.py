@@ -249,11 +249,10 @@ class EpisodeStore:
             s.commit()
             return s.get(Episode, episode_id)
 
-    # "thread": the group-commit writer in a thread of this process (store/writer.py); "process": in a child process
-    # (store/writer_process.py), 1.4x the steps per second where the store itself is the limit (bench/store.py),
-    # which a collector never reaches (its steps wait ~0.01 ms for the store: bench/ceiling.py): so opt-in, per
-    # store or for all by FORAGER_STEP_WRITER=process
-    step_writer_kind = os.environ.get("FORAGER_STEP_WRITER") or "thread"
+    # "process": the group-commit writer in a child process (store/writer_process.py), off the collector's GIL:
+    # 1.4-1.9x the thread's steps per second where the store is the limit (bench/store.py); "thread": in a thread
+    # of this process (store/writer.py). The CLI sets it from Settings.step_writer, which checks it
+    step_writer_kind = os.environ.get("FORAGER_STEP_WRITER") or "process"
 
     @property
     def step_writer(self) -> StepWriter | ProcessStepWriter:
@@ -273,7 +272,8 @@ class EpisodeStore:
                 writer = ProcessStepWriter(self.engine.url.render_as_string(hide_password=False),
                                            self.engine.dialect, lease)
             else:
-                raise ValueError(f"FORAGER_STEP_WRITER must be 'process' or 'thread', not {self.step_writer_kind!r}")
+                raise ValueError(f"the step writer must be 'process' or 'thread', not {self.step_writer_kind!r} "
+                                 "(fix FORAGER_STEP_WRITER)")
             writer = self.__dict__.setdefault("_step_writer", writer)
         return writer
 

@@ -235,3 +235,49 @@ def test_the_writer_process_ends_when_its_collector_is_killed(tmp_path):
     steps = Store(url).steps(episode_id)
     # every acknowledged step is there, and nothing but whole steps in order
     assert [s.index for s in steps][:3] == [0, 1, 2] and [s.index for s in steps] == list(range(len(steps)))
+
+
+def _record(index: int, command: str = "ls"):
+    from forager.agent.loop import StepRecord
+    from forager.agent.policy import Decision
+
+    decision = Decision(text=f"<tool: bash>\n{command}\n</tool>", assistant_message={"role": "assistant", "content": ""})
+    return StepRecord(index=index, decision=decision, observation_messages=[], observation="ok")
+
+
+def test_an_episode_keeps_two_steps_in_flight_and_hears_of_a_refused_one_two_steps_later(tmp_path):
+    from forager.collect.episode import STEPS_IN_FLIGHT, StepRecorder
+
+    assert STEPS_IN_FLIGHT == 2
+    store = _store(f"sqlite:///{tmp_path}/store.db", "process")
+    _run_id, (episode, other) = _run_with_episodes(store, 2)
+    recorder = StepRecorder(store, episode.id, on_turn=lambda index: None)
+    recorder.record(_record(0))
+    pid = store.step_writer.pid
+    recorder.flush()
+    os.kill(pid, signal.SIGSTOP)  # the writer acknowledges nothing now
+    try:
+        recorder.record(_record(1))
+        recorder.record(_record(2))  # step 1 in flight, not acknowledged: this one still goes
+        assert len(recorder.pending) == 2 and not any(future.done() for future in recorder.pending)
+        third = threading.Thread(target=recorder.record, args=(_record(3),))
+        third.start()
+        third.join(timeout=1.0)
+        assert third.is_alive(), "a third step went while two were unacknowledged"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    third.join(timeout=60)
+    assert not third.is_alive()
+    recorder.flush()
+    assert [s.index for s in store.steps(episode.id)] == [0, 1, 2, 3]
+
+    # a refused step (its index taken) raises when it is the oldest in flight: two steps later, or at the flush
+    refused = StepRecorder(store, other.id, on_turn=lambda index: None)
+    refused.record(_record(0))
+    refused.record(_record(0))
+    refused.record(_record(1))
+    with pytest.raises(Exception, match="(?i)unique"):
+        refused.record(_record(2))
+    # step 2 never went (step 1 went with the duplicate or after it, in one batch refused whole or not)
+    assert [s.index for s in store.steps(other.id)] in ([0], [0, 1])
+    store.step_writer.close()

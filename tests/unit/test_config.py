@@ -39,3 +39,23 @@ def test_ca_bundle_from_environment_or_explicit(tmp_path, monkeypatch):
     assert Settings().resolved_ca_bundle() == bundle
     with pytest.raises(ValueError, match="--ca-bundle"):
         Settings(ca_bundle=Path(tmp_path / "missing.pem")).resolved_ca_bundle()
+
+
+def test_the_step_writer_setting_reaches_the_store_and_a_bad_one_is_one_line(tmp_path, monkeypatch, capsys):
+    import typer
+
+    from forager.cli.common import settings_for, store_for
+    from forager.store.writer import StepWriter
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FORAGER_STEP_WRITER", raising=False)
+    assert Settings().step_writer == "process"
+    (tmp_path / "forager.toml").write_text('step_writer = "thread"\n')
+    store = store_for(settings_for(db=f"sqlite:///{tmp_path}/store.db"))
+    assert store.step_writer_kind == "thread" and isinstance(store.step_writer, StepWriter)
+    monkeypatch.setenv("FORAGER_STEP_WRITER", "threads")
+    with pytest.raises(typer.Exit):
+        settings_for()
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    assert "step_writer" in error and "'process' or 'thread'" in error and "FORAGER_STEP_WRITER" in error, error
