@@ -1,14 +1,14 @@
 """The group-commit step writer in a process of its own: the database work off the collector's GIL.
 
-`ProcessStepWriter` is what `Store.submit_step` uses with FORAGER_STEP_WRITER=process (store/episodes.py; the
-thread writer is the default, see there why). The episode thread that submits a
-step converts its row (`_InsertPlan.row`, the same conversions as the thread writer's) and writes it, pickled,
-to the stdin pipe of a child process (`python -c` running this module's `_main`, started on the first step).
-The child owns one connection of its own: it takes every step waiting in the pipe, writes them in one
-transaction (each episode's fence, then the steps' INSERT, through the driver: on PostgreSQL all in one
-pipeline, one round trip), commits, and only then writes their acknowledgements back on its stdout; a
-receiver thread of the collector resolves the Futures. The same group commit as writer.py's thread, with
-the database work on another core, and no longer competing with 30 episode threads for one GIL.
+`ProcessStepWriter` is what `Store.submit_step` uses by default (FORAGER_STEP_WRITER=process; store/episodes.py).
+The episode thread that submits a step converts its row (`_InsertPlan.row`, the same conversions as the
+thread writer's) and writes it, pickled, to the stdin pipe of a child process (`python -c` running this
+module's `_main`, started with a collect run or at the first step). The child owns one connection of its
+own: it takes every step waiting in the pipe, writes them in one transaction (each episode's fence, then the
+steps' INSERT, through the driver; on PostgreSQL the fences, the INSERT, a check that every fence held and
+the COMMIT all in one pipeline, one round trip), and only once committed writes their acknowledgements back
+on its stdout; a receiver thread of the collector resolves the Futures. The same group commit as writer.py's
+thread, with the database work on another core, and no longer competing with 30 episode threads for one GIL.
 
 Why a process: on 2 cores the writer thread's ~130 µs a step and the episode threads' conversions shared one
 GIL, which capped the thread writer below the issue's goals (bench/store.py, docs/benchmarks.md).
@@ -48,6 +48,7 @@ from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
+from forager.store.tables import Episode
 from forager.store.writer import MAX_BATCH, SQLITE_AUTOCHECKPOINT, WriteStats, _InsertPlan, step_values
 
 _HEADER = struct.Struct("<I")  # each frame: its length, then a pickle
@@ -518,6 +519,8 @@ class _ChildWriter:
         self.fence = _Fencer()
         self.fences: dict[tuple[str, ...], tuple | None] = {}
         self.pipelined = hasattr(self.driver, "pipeline")  # psycopg
+        # the error of _FENCED's check when a lease was lost (nothing to catch where there is no such check)
+        self.fence_missed = _division_by_zero() if self.pipelined else ()
         self.commits = 0
         if self.dialect.name == "sqlite":
             # this connection is ours alone: set once, not around each commit as the pooled thread writer must
@@ -608,7 +611,6 @@ class _ChildWriter:
             fences.append((episode_id, group[-1][2], fields))
         lease_seconds = batch[-1][3]
         if self._write_fast(fences, lease_seconds, [item[5] for item in batch]):
-            self.driver.commit()
             return {}
         # some episode is not held any more: EpisodeStore._fence, through SQLAlchemy, says which
         self._rollback()
@@ -621,9 +623,15 @@ class _ChildWriter:
 
     def _write_fast(self, fences: list[tuple[int, str, dict]], lease_seconds: float, rows: list) -> bool:
         """EpisodeStore._fence's UPDATEs (one executemany per set of fields), then the steps' INSERT, on the
-        driver, uncommitted: on PostgreSQL in one pipeline (one round trip). False when some episode was not
-        updated, or a statement needs SQLAlchemy's execution (defaults computed in Python): the caller rolls
-        back and writes the batch the Store's way."""
+        driver, and the commit: True once committed. False when some episode was not updated (a lease lost), or a
+        statement needs SQLAlchemy's execution (defaults computed in Python): the caller rolls back and writes
+        the batch the Store's way, which says which episodes are lost.
+
+        On PostgreSQL it all goes in one pipeline, one round trip: the UPDATEs, the INSERT, a check that
+        every episode of the batch now carries this batch's lease (what only its own fence can have set; a
+        division by zero otherwise, which aborts the transaction), and the COMMIT. Each round trip is two
+        wake-ups of this process and the server's, which on a busy machine is what a step's latency is made of."""
+        from forager.store.episodes import RUNNING
         from forager.store.tables import utcnow
 
         lease = utcnow() + timedelta(seconds=lease_seconds)  # as EpisodeStore._lease
@@ -634,6 +642,7 @@ class _ChildWriter:
         if any(statement is None for statement, _group in statements):
             return False
         cursors = []
+        lease_param = None
         try:
             with self.driver.pipeline() if self.pipelined else nullcontext():
                 for (sql, order, processors, constants), group in statements:
@@ -643,16 +652,29 @@ class _ChildWriter:
                                   **{f"set_{name}": value for name, value in fields.items()}}
                         for key, process in processors:
                             values[key] = process(values[key])
+                        lease_param = values["fence_lease"]  # as the driver was given it
                         params.append(tuple(values[key] for key in order) if order is not None else values)
                     cursor = self.driver.cursor()
                     cursors.append((cursor, len(group)))
                     cursor.executemany(sql, params)
                 self.plan.execute_driver(self.driver, rows)
-            # -1 too (a driver that cannot count): the slow way says
-            return all(cursor.rowcount == expected for cursor, expected in cursors)
+                if self.pipelined:
+                    cursor = self.driver.cursor()
+                    cursors.append((cursor, None))
+                    cursor.execute(_FENCED, (len(fences), [episode_id for episode_id, _h, _f in fences],
+                                             [holder for _e, holder, _f in fences], RUNNING, lease_param))
+                    self.driver.commit()  # in the pipeline: sent with the rest, then the one round trip
+                    return True
+        except self.fence_missed:  # the check: some episode is held by another worker now
+            return False
         finally:
             for cursor, _expected in cursors:
                 cursor.close()
+        # -1 too (a driver that cannot count): the slow way says
+        if not all(cursor.rowcount == expected for cursor, expected in cursors):
+            return False
+        self.driver.commit()
+        return True
 
     def _fence_statement(self, names: tuple[str, ...]) -> tuple | None:
         if names not in self.fences:
@@ -670,6 +692,18 @@ class _ChildWriter:
                              if key not in ("fence_id", "fence_holder", "fence_lease") and not key.startswith("set_")}
                 self.fences[names] = (compiled.string, order, processors, constants)
         return self.fences[names]
+
+
+def _division_by_zero() -> type[Exception]:
+    from psycopg.errors import DivisionByZero
+
+    return DivisionByZero
+
+
+# PostgreSQL: 1 when every episode of the batch (ids, holders) now carries the batch's lease, else a division by
+# zero, which aborts the transaction (not a constant expression: the planner cannot fold it into an error)
+_FENCED = (f"SELECT 1 / (count(*) = %s)::int FROM {Episode.__tablename__} WHERE (id, worker) IN "
+           "(SELECT * FROM unnest(%s::bigint[], %s::text[])) AND status = %s AND lease_expires_at = %s")
 
 
 def _by_episode(batch: list[tuple]) -> dict[int, list[tuple]]:

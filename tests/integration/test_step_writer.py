@@ -274,8 +274,9 @@ def test_an_episode_keeps_two_steps_in_flight_and_hears_of_a_refused_one_two_ste
     # a refused step (its index taken) raises when it is the oldest in flight: two steps later, or at the flush
     refused = StepRecorder(store, other.id, on_turn=lambda index: None)
     refused.record(_record(0))
+    refused.flush()  # durable alone, not in one batch with its duplicate (which would fail both)
     refused.record(_record(0))
-    refused.record(_record(1))
+    refused.record(_record(1))  # the duplicate is in flight, not yet the oldest past the two: this one goes
     with pytest.raises(Exception, match="(?i)unique"):
         refused.record(_record(2))
     # step 2 never went (step 1 went with the duplicate or after it, in one batch refused whole or not)
