@@ -76,7 +76,7 @@ class StepRecorder:
         """The episode stops here: let its last writes land, whatever they say (a restart replaces them)."""
         while self.pending:
             try:
-                self.flush()
+                self.pending.popleft().result()
             except Exception:  # noqa: BLE001 - LeaseLost or a store error: the episode is left as it is
                 pass
 

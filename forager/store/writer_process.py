@@ -10,8 +10,9 @@ the COMMIT all in one pipeline, one round trip), and only once committed writes 
 on its stdout; a receiver thread of the collector resolves the Futures. The same group commit as writer.py's
 thread, with the database work on another core, and no longer competing with 30 episode threads for one GIL.
 
-Why a process: on 2 cores the writer thread's ~130 µs a step and the episode threads' conversions shared one
-GIL, which capped the thread writer below the issue's goals (bench/store.py, docs/benchmarks.md).
+Why a process: in a thread, the writer's ~130 µs a step and the episode threads' conversions share one GIL;
+here the database work runs on another core: 1.1-1.6x the thread's steps per second with 8 to 64 episodes
+where the store is the limit (bench/store.py, docs/benchmarks.md).
 
 What does not change:
 - a Future resolves only after the step's transaction committed (the child acknowledges after its commit);
