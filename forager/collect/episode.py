@@ -43,8 +43,9 @@ STEPS_IN_FLIGHT = 2
 class StepRecorder:
     """An episode's steps handed to the store's group-commit writer, at most STEPS_IN_FLIGHT of them not yet
     acknowledged: a step first waits for the one that many before it (usually long done, while the model and
-    the command ran). A step the store refuses raises at the next record or flush, so the episode stops there
-    and never finishes with a gap; a running episode left with one is restarted from nothing, as any other."""
+    the command ran). A step the store refuses raises once it is the oldest in flight (at the record after next,
+    or at the flush), so the episode stops there and never finishes with a gap; a running episode left with one
+    is restarted from nothing, as any other."""
 
     def __init__(self, store: Store, episode_id: int, on_turn: Callable[[int], None]):
         self.store, self.episode_id, self.on_turn = store, episode_id, on_turn

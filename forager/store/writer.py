@@ -12,10 +12,10 @@ nothing anyway.
 A batch the database refuses is written again one episode at a time, so one episode's bad row (or its
 lost lease) fails that episode alone.
 
-This module's StepWriter does it in a thread of the collector, what Store.submit_step uses; with
-FORAGER_STEP_WRITER=process the same group commit runs in a process of its own (writer_process.py: the
-database work off the collector's GIL), but for an in-memory SQLite store, which another process cannot see.
-The row conversions (_InsertPlan) are shared by both.
+This module's StepWriter does it in a thread of the collector (FORAGER_STEP_WRITER=thread, and always for an
+in-memory SQLite store, which another process cannot see); by default the same group commit runs in a process
+of its own (writer_process.py: the database work off the collector's GIL). The row conversions (_InsertPlan)
+are shared by both.
 """
 
 from __future__ import annotations
