@@ -26,6 +26,7 @@ from forager.cli.common import (
 )
 from forager.models import ForagerError
 from forager.tasks.mutations import FAMILIES
+from forager.text import first_line
 
 app = typer.Typer(help="Make verifiable tasks in images: mutate-fix (synthetic bugs) and issue-fix (real fixes).",
                   no_args_is_help=True)
@@ -375,7 +376,7 @@ def write(
             records.append(to_record(t, r, tags.get(t.image_id), **worlds[t.image_id], pass_rate=rate,
                                      attempts=seen.attempts if seen else 0))
         except ValueError as exc:  # e.g. an invalid task whose gold patch is empty: say so, write the others
-            err.print(f"[yellow]left out:[/yellow] {t.instance_id}: {str(exc).splitlines()[0]}", highlight=False)
+            err.print(f"[yellow]left out:[/yellow] {t.instance_id}: {first_line(str(exc))}", highlight=False)
     try:
         written = write_records(out_file, records)
     except (OSError, ValueError) as exc:

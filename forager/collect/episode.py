@@ -29,6 +29,7 @@ from forager.sandbox.errors import SandboxError
 from forager.store import Episode, Image, Run, Store, Task
 from forager.integrity.flags import episode_flags
 from forager.tasks.evaluate import Grade, evaluate_in_image
+from forager.text import error_line, first_line
 
 EventCallback = Callable[[int, str], None]
 
@@ -134,8 +135,9 @@ class EpisodeRunner:
             try:
                 sandbox = sandbox_future.result() if sandbox_future else self.start_sandbox(run, episode, task, image)
             except Exception as exc:  # noqa: BLE001 - a sandbox that cannot start fails this episode only
-                error = str(exc) if isinstance(exc, SandboxError) else f"{exc.__class__.__name__}: {exc}"
-                self._finish(episode, EpisodeOutcome(exit_reason=ExitReason.env_error, error=error.splitlines()[0]),
+                # a SandboxError's message says it all; another's class says what broke
+                error = (first_line(str(exc), None) if isinstance(exc, SandboxError) else "") or error_line(exc, None)
+                self._finish(episode, EpisodeOutcome(exit_reason=ExitReason.env_error, error=error),
                              None, started, start_seconds=time.monotonic() - started)
                 return
             start_seconds = time.monotonic() - started
@@ -168,7 +170,7 @@ class EpisodeRunner:
             grade = evaluate_in_image(self.engine, self.settings, image, task, outcome.patch)
         except Exception as exc:  # noqa: BLE001 - Docker failing to grade is the environment's fault, not the agent's
             outcome.exit_reason = ExitReason.env_error
-            outcome.error = f"grading failed: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            outcome.error = f"grading failed: {error_line(exc)}"
             return None
         outcome.exit_reason, outcome.error = graded_exit(grade, outcome.patch_from_file, outcome.error)
         return grade

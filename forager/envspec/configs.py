@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forager.models import RepoTree
+from forager.text import first_line
 
 from .setup_py import SetupPy, read_setup_py
 
@@ -75,7 +76,7 @@ def _parse_ini(configs: Configs, path: str, text: str) -> configparser.ConfigPar
     try:
         return parse_ini(text)
     except configparser.Error as exc:
-        configs.notes.append(f"{path} is not valid ini ({str(exc).splitlines()[0]}); ignored")
+        configs.notes.append(f"{path} is not valid ini ({first_line(str(exc))}); ignored")
         return None
 
 

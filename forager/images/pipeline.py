@@ -30,6 +30,7 @@ from forager.store import Image, Store
 from forager.testing.baseline import judge, merge_runs
 from forager.testing.diagnose import install_error_line, no_results_cause
 from forager.testing.runner import run_suite
+from forager.text import first_line
 
 StageCallback = Callable[[str], None]
 CONTEXT_PREFIX = "forager-build-"
@@ -77,8 +78,7 @@ def _file_sha256(path: Path) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "no message"
+    return first_line(str(exc)) or "no message"
 
 
 def _build_failure(exc: BuildFailed) -> tuple[FailureCategory, str]:

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from forager.engine.docker_engine import Engine
 from forager.config import Settings
 from forager.sandbox.container import START_STATE_ROLE
+from forager.text import first_line
 
 # the base layer every env image is built on, and the bootstrap base (`make` names it so); never removed,
 # whatever the prefix, nor is the configured base image (FORAGER_BASE_IMAGE)
@@ -354,7 +355,7 @@ def remove(engine: Engine, report: PruneReport, host: list[HostImage], layers: d
             engine.remove_image(item.tag)
             report.removed += 1
         except APIError as exc:  # e.g. a container started from it meanwhile
-            item.error = str(exc.explanation or exc).splitlines()[0][:300]
+            item.error = first_line(str(exc.explanation or exc))
             report.errors += 1
     after = [image.id for image in host_images(engine)]
     layers = host_layers(engine, after, known=layers)

@@ -38,6 +38,7 @@ from forager.sandbox.models import SandboxLimits, ToolCall, ToolResult
 from forager.sandbox.output import EditError, apply_edit, line_of, numbered_snippet, shown
 from forager.sandbox.shell import Shell
 from forager.sandbox.tools import tool_named, tools_line
+from forager.text import error_line
 
 # PYTHONUNBUFFERED: a Python program killed at the timeout would otherwise lose its block-buffered output
 SHELL_ENV = {"LANG": "C.UTF-8", "PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
@@ -146,11 +147,6 @@ def runs_as_root(user: str) -> bool:
     """Whether a container whose configured user is `user` (an image's Config.User) runs as root: by name or uid
     only ("root", "0", with any group), not another name that maps to uid 0."""
     return user.partition(":")[0] in ("", "root", "0")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0][:300]}" if text else exc.__class__.__name__
 
 
 @functools.cache
@@ -276,7 +272,7 @@ class Sandbox:
             if isolated and self.engine not in _NO_IPV6 and no_ipv6_error(exc):
                 _NO_IPV6.add(self.engine)
                 return self._start_from(image, start_patch, started, base_id, isolated=isolated)
-            raise SandboxError(f"could not start a sandbox from {image}: {_one_line(exc)}") from exc
+            raise SandboxError(f"could not start a sandbox from {image}: {error_line(exc)}") from exc
         self.start_seconds = time.monotonic() - started
         marks = self.shell.start_marks
         self.start_phases = {
@@ -400,7 +396,7 @@ class Sandbox:
             try:
                 result = run(call.arguments, timeout)
             except (DockerException, RequestException, OSError) as exc:
-                raise SandboxError(f"{call.name} failed in the container: {_one_line(exc)}") from exc
+                raise SandboxError(f"{call.name} failed in the container: {error_line(exc)}") from exc
         result.seconds = round(time.monotonic() - started, 4)
         return result
 

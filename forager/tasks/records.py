@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from forager.text import one_line
+
 REQUIRED_FIELDS: tuple[str, ...] = ("instance_id", "repo", "base_commit", "patch")
 _REQUIRED_HINT = "every instance needs instance_id, repo, base_commit and patch"
 _MAX_ID_CHARS = 200
@@ -418,7 +420,7 @@ def _describe(exc: ValidationError) -> str:
     parts.extend(problems)
     if any(name in REQUIRED_FIELDS for name in missing):
         parts.append(_REQUIRED_HINT)
-    return _one_line("; ".join(parts))
+    return one_line("; ".join(parts))
 
 
 def _loc(parts: tuple[int | str, ...]) -> str:
@@ -427,10 +429,6 @@ def _loc(parts: tuple[int | str, ...]) -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) if "\n" in text or "\r" in text else text
 
 
 def _commit_sha(value: str, field: str) -> str:

@@ -28,6 +28,7 @@ from forager.store import Store
 from forager.store.tables import Repo, Task
 from forager.tasks.patches import touched_files
 from forager.tasks.statement import hidden_names, named_in
+from forager.text import one_line
 
 SYSTEM = (
     "You turn test failure reports into bug reports. Write the GitHub issue that a user of this project "
@@ -115,7 +116,7 @@ class Restater:
         try:
             completion = self.client.chat(restate_messages(report), self.sampling)
         except LLMError as exc:
-            return Restatement(model=self.model, rejected=f"the model call failed: {_one_line(str(exc))}")
+            return Restatement(model=self.model, rejected=f"the model call failed: {one_line(str(exc), 200)}")
         text = clean_reply(completion.text)
         reason = rejection(text, files, functions)
         if reason is None and completion.finish_reason == "length":
@@ -181,8 +182,3 @@ def _mirror(repo: Repo, settings: Settings) -> Path:
     if mirror is not None and mirror.is_dir():
         return mirror
     return repos.fetch(RepoRef(url=repo.url), settings.cache_dir).mirror
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"

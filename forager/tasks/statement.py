@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from forager.tasks.patches import touched_files
+from forager.text import one_line
 
 _INTRO = "Some tests of this repository fail and they should pass."
 _OUTRO = "Find the cause in the source code and fix it. Do not change the tests."
@@ -44,7 +45,7 @@ def mutate_fix_statement(
     listed = failures[:shown]
     lines = [_INTRO, "", f"Failing tests ({len(listed)} of {total}):"]
     for test_id, message in listed:
-        lines.append(f"- {_one_line(test_id)}")
+        lines.append(f"- {one_line(test_id)}")
         lines.extend(_INDENT + line if line else "" for line in _message_lines(message, message_chars))
     more = total - len(listed)
     if more:
@@ -65,11 +66,6 @@ def _check(failures: list[tuple[str, str]], *, total: int, shown: int, message_c
     for index, (test_id, _message) in enumerate(failures):
         if not test_id.strip():
             raise ValueError(f"failures[{index}] has an empty test id; pass the pytest node id of each failing test")
-
-
-def _one_line(text: str) -> str:
-    # why: a test id on two lines would break the list layout
-    return " ".join(text.split())
 
 
 def _message_lines(message: str, limit: int) -> list[str]:
@@ -326,7 +322,7 @@ def issue_statement(
     listed = failures[:shown]
     lines: list[str] = []
     if subject:
-        lines += [_one_line(subject), ""]
+        lines += [one_line(subject), ""]
     lines += [_ISSUE_INTRO, "", _ISSUE_TESTS.format(listed=len(listed), total=total)]
     groups: list[tuple[list[str], list[str]]] = []  # tests listed together when they fail the same way
     for test_id, message, traceback in listed:
@@ -343,7 +339,7 @@ def issue_statement(
         else:
             groups.append(([test_id], block))
     for test_ids, block in groups:
-        lines.extend(f"- {_one_line(test_id)}" for test_id in test_ids)
+        lines.extend(f"- {one_line(test_id)}" for test_id in test_ids)
         lines.extend(block)
     more = total - len(listed)
     if more:
