@@ -18,6 +18,7 @@ from forager.store import migrations
 from forager.store.episodes import EpisodeStore
 from forager.store.traces import TraceStore
 from forager.jsontext import parse
+from forager.text import error_line
 from forager.store.tables import (
     BaselineTest, CallMap, Episode, Image, Repo, Run, Step, Task, Trace, TracedTest, utcnow,
 )
@@ -84,8 +85,24 @@ class Store(EpisodeStore, TraceStore):
         except migrations.Refused as exc:
             raise ValueError(f"store {url!r} {exc}") from exc
         except Exception as exc:  # a bad URL or unreachable server: one clear line
-            raise ValueError(f"cannot open store {url!r}: {exc.__class__.__name__}: {exc}".splitlines()[0]) from exc
+            raise ValueError(f"cannot open store {url!r}: {error_line(exc, None)}") from exc
         self.url = url
+
+    def close(self) -> None:
+        """Write the steps still queued and stop the step writer (a writer process ends), then close the pooled
+        connections. Why: a program that opens many stores (a notebook, a benchmark, a test session) would
+        otherwise hold their connections until the garbage collector found them, and PostgreSQL refuses new
+        ones past its max_connections. A store used after close() connects again as it needs."""
+        writer = self.__dict__.get("_step_writer")
+        if writer is not None:
+            writer.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

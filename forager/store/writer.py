@@ -162,50 +162,59 @@ class StepWriter:
         self.checkpoints = dialect.name == "sqlite"
         self.max_batch = max_batch
         self.stats = WriteStats()
+        # each writer thread has a queue of its own, ended by the stop close() puts in it; a step queued after
+        # that stop goes to the next thread's queue (the lock orders the two), so none waits in a queue
+        # nobody reads any more (two collects sharing one Store: one's end closes while the other writes)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._lock = threading.Lock()
 
     def submit(self, step: Step, holder: str, **episode_fields) -> Future:
         """Queue one step (and the episode's running totals); the Future resolves to None once it is
         committed, or raises (LeaseLost, or the database's error)."""
-        self._ensure_started()
         future: Future = Future()
-        self._queue.put(_Pending(step.episode_id, holder, self.plan.row(step_values(step)), episode_fields, future))
+        pending = _Pending(step.episode_id, holder, self.plan.row(step_values(step)), episode_fields, future)
+        with self._lock:
+            self._started_locked().put(pending)
         return future
 
     def start(self) -> None:
         """Start the writer thread now, not at the first step."""
-        self._ensure_started()
+        with self._lock:
+            self._started_locked()
 
-    def _ensure_started(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        with self._start_lock:
-            if self._thread is None or not self._thread.is_alive():
-                # daemon: a process ending with steps in the queue loses only unacknowledged ones
-                self._thread = threading.Thread(target=self._run, name="forager-step-writer", daemon=True)
-                self._thread.start()
-                if self.checkpoints:
-                    threading.Thread(target=self._checkpoint, args=(self._thread,), name="forager-wal-checkpoint",
-                                     daemon=True).start()
+    def _started_locked(self) -> queue.SimpleQueue:
+        """The queue of a live writer thread, started here if there is none (under self._lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._queue = queue.SimpleQueue()
+            # daemon: a process ending with steps in the queue loses only unacknowledged ones
+            self._thread = threading.Thread(target=self._run, args=(self._queue,), name="forager-step-writer",
+                                            daemon=True)
+            self._thread.start()
+            if self.checkpoints:
+                threading.Thread(target=self._checkpoint, args=(self._thread,), name="forager-wal-checkpoint",
+                                 daemon=True).start()
+        return self._queue
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
-        if self._thread is not None and self._thread.is_alive():
+        """Write what is queued, then stop the thread (a later submit starts another)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None or not thread.is_alive():
+                return
             self._queue.put(_STOP)
-            self._thread.join()
+        thread.join()
 
-    def _run(self) -> None:
+    def _run(self, steps: queue.SimpleQueue) -> None:
         while True:
-            item = self._queue.get()
+            item = steps.get()
             if item is _STOP:
                 return
             batch = [item]
             stop = False
             while len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = steps.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from forager.store.tables import Episode
 from forager.store.writer import MAX_BATCH, SQLITE_AUTOCHECKPOINT, WriteStats, _InsertPlan, step_values
+from forager.text import error_line
 
 _HEADER = struct.Struct("<I")  # each frame: its length, then a pickle
 _PIPE_BYTES = 1 << 20  # why: a full pipe blocks the submitting thread; 1 MiB holds ~90 steps waiting
@@ -110,20 +111,31 @@ class _Child:
         """Queue one step; False if this child is gone (the caller starts another)."""
         data = pickle.dumps(frame_body, _PROTOCOL)
         with self.lock:
+            # why the check and the queueing under one lock: a step is then either before stop()'s frame in the
+            # pipe (written and acknowledged) or refused here (the caller starts another child), never after it
             if not self.alive or self.stopping:
                 return False
             self.pending[seq] = (future, time.perf_counter())
-        self._send(data)
+            self._queue(data)
+        self._flush()
         return True
 
+    def _queue(self, data: bytes) -> None:
+        """One frame into the outbox, in order (under self.lock)."""
+        self.outbox.append(_HEADER.pack(len(data)))
+        self.outbox.append(data)
+
     def _send(self, data: bytes) -> None:
-        """Into the pipe, in order. Whoever finds nobody writing writes, for everyone who queues meanwhile:
+        with self.lock:
+            self._queue(data)
+        self._flush()
+
+    def _flush(self) -> None:
+        """The outbox into the pipe. Whoever finds nobody writing writes, for everyone who queues meanwhile:
         one write for many steps, and the other episode threads never give up the GIL to a write of their own
         (on 2 cores each hand-over of the GIL among 30 threads cost more than the write)."""
         with self.lock:
-            self.outbox.append(_HEADER.pack(len(data)))
-            self.outbox.append(data)
-            if self.sending:
+            if self.sending or not self.outbox:
                 return
             self.sending = True
         while True:
@@ -144,7 +156,8 @@ class _Child:
         """Ask the child to write what it has and exit, and wait for it (and its acknowledgements)."""
         with self.lock:
             self.stopping = True
-        self._send(pickle.dumps(_STOP, _PROTOCOL))
+            self._queue(pickle.dumps(_STOP, _PROTOCOL))
+        self._flush()
         self.receiver.join(timeout)
 
     def _receive(self) -> None:
@@ -389,7 +402,7 @@ def _main() -> int:
     try:
         writer = _ChildWriter(config["url"], acks)
     except Exception as exc:  # noqa: BLE001 - said to the parent, which fails the steps with it
-        _write_frame(acks, ("fatal", f"cannot open the store: {exc.__class__.__name__}: {exc}".splitlines()[0]))
+        _write_frame(acks, ("fatal", f"cannot open the store: {error_line(exc, None)}"))
         return 1
     max_batch = int(config.get("max_batch") or MAX_BATCH)
     try:
@@ -407,7 +420,7 @@ def _main() -> int:
         return 0
     except Exception as exc:  # noqa: BLE001
         try:
-            _write_frame(acks, ("fatal", f"{exc.__class__.__name__}: {exc}".splitlines()[0]))
+            _write_frame(acks, ("fatal", error_line(exc, None)))
         except OSError:
             pass
         raise
@@ -715,7 +728,7 @@ def _by_episode(batch: list[tuple]) -> dict[int, list[tuple]]:
 
 
 def _refusal(exc: BaseException) -> tuple:
-    text = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+    text = error_line(exc, None)
     try:
         payload = pickle.dumps(exc, _PROTOCOL)
         pickle.loads(payload)  # why here: one that cannot come back whole goes as its text

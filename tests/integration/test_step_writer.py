@@ -282,3 +282,35 @@ def test_an_episode_keeps_two_steps_in_flight_and_hears_of_a_refused_one_two_ste
     # step 2 never went (step 1 went with the duplicate or after it, in one batch refused whole or not)
     assert [s.index for s in store.steps(other.id)] in ([0], [0, 1])
     store.step_writer.close()
+
+
+
+def test_a_step_submitted_while_the_writer_closes_is_written_by_the_next_one(tmp_path):
+    """Two collects sharing one Store in one process: one's end closes the writer while the other's episodes
+    still write. A step submitted after the close began, while the old writer still drains its queue, is
+    written (by the next writer), not left waiting in a queue nobody reads: the writer is held up in the
+    database (SQLite's write lock, held by another connection) so that the close and the step overlap."""
+    import sqlite3
+
+    for kind in ("thread", "process"):
+        path = tmp_path / f"{kind}.db"
+        store = _store(f"sqlite:///{path}", kind)
+        _run_id, (episode,) = _run_with_episodes(store, 1)
+        store.step_writer.start(**({"wait": 60} if kind == "process" else {}))
+        blocker = sqlite3.connect(path, timeout=30)
+        blocker.execute("BEGIN IMMEDIATE")  # the writer's commit now waits (busy_timeout)
+        try:
+            first = store.submit_step(_step(episode.id, 0), turns=1)
+            closing = threading.Thread(target=store.step_writer.close)
+            closing.start()
+            time.sleep(0.5)  # the close has begun: its stop is queued behind `first`
+            assert closing.is_alive(), f"{kind}: close() returned while a step could not be written"
+            second = store.submit_step(_step(episode.id, 1), turns=2)
+        finally:
+            blocker.rollback()
+            blocker.close()
+        assert first.result(timeout=60) is None
+        assert second.result(timeout=60) is None, f"{kind}: the step submitted during close() was not written"
+        closing.join(60)
+        assert [s.index for s in store.steps(episode.id)] == [0, 1]
+        store.close()

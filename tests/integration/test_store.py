@@ -81,6 +81,29 @@ def test_postgresql_store(pg_url):
     _round_trip(Store(pg_url))
 
 
+def test_closing_a_postgresql_store_ends_its_connections_and_its_writer(pg_url):
+    """Stores opened and dropped without close() kept their pooled connections (and a writer process each) until
+    the garbage collector found them: a benchmark that opened one per run used up the server's connection slots."""
+    store = Store(pg_url)
+    store.upsert_repo(f"/src/{uuid.uuid4().hex}", "demo")
+    with store.session() as s:
+        backend = s.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    store.step_writer.start(wait=60)
+    writer = store.step_writer.pid
+    assert writer is not None
+
+    def alive(pid: int) -> bool:
+        with Store(pg_url) as other, other.session() as s:
+            return bool(s.connection().exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).scalar())
+
+    assert alive(backend)
+    store.close()
+    assert not alive(backend), "the store's pooled connection outlived close()"
+    assert store.step_writer.pid is None, "the writer process outlived close()"
+    assert store.upsert_repo(f"/src/{uuid.uuid4().hex}", "demo").id  # and it connects again when used
+
+
 def test_bad_url_is_one_clear_line():
     with pytest.raises(ValueError, match="cannot open store 'nosuchdb://x'"):
         Store("nosuchdb://x")
