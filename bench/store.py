@@ -18,7 +18,9 @@ acknowledgement for the others) p50/p99 in ms. Several collector processes on on
 At full speed every episode always has a step waiting, so the latency is mostly the queue (Little's law:
 32 episodes x 2 steps / steps per second). `--paced` measures the latency at a set rate instead (the
 issue's goals, 32 episodes): each step is due at a set time, and its latency runs from then to its
-acknowledgement (a step held up behind a slow one counts that too).
+acknowledgement (a step held up behind a slow one counts that too); reported beside the write latency (submit
+to acknowledgement), with the slowest 1% split into the episode thread waking late (the collector's own CPU),
+its wait for a step in flight, and the store's part.
 
 Each configuration runs `--rounds` times, the variants' order rotated each round; `summary` gives each
 variant's median over the rounds and the ratios between them. The load average before and after is
@@ -93,6 +95,7 @@ def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, l
             due = started + index / rate if rate else None
             if due is not None and (ahead := due - time.perf_counter()) > 0:
                 time.sleep(ahead)
+            woke = time.perf_counter()
             if mode == "legacy":
                 began = time.perf_counter()
                 legacy_record(store, row, **fields)
@@ -101,15 +104,25 @@ def _episode_thread(store: Store, run_id: int, steps: int, mode: str, barrier, l
             # thread, process: as StepRecorder, at most STEPS_IN_FLIGHT steps not yet durable
             while len(pending) >= STEPS_IN_FLIGHT:
                 pending.popleft().result()
+            submitted = time.perf_counter()
             future = store.submit_step(row, **fields)
             if due is not None:
-                future.add_done_callback(lambda _f, due=due: late.append(time.perf_counter() - due))
+                future.add_done_callback(_paced(late, due, woke, submitted))
             pending.append(future)
         while pending:
             pending.popleft().result()
     except Exception as exc:  # noqa: BLE001 - reported, not hung on
         errors.append(f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         barrier.abort()
+
+
+def _paced(late: list, due: float, woke: float, submitted: float):
+    """A paced step's callback: its latency from when it was due, and the three parts of it: how late its episode
+    thread woke, how long it then waited for a step in flight, and the store's part (submit to acknowledgement)."""
+    def done(_future) -> None:
+        now = time.perf_counter()
+        late.append((now - due, woke - due, submitted - woke, now - submitted))
+    return done
 
 
 def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, start=None, results=None,
@@ -133,7 +146,16 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
     if start is not None:
         start.wait(timeout=300)  # every process ready: they start together
     child = getattr(store.step_writer, "pid", None) if mode == "process" else None
-    barrier.wait(timeout=300)
+    try:
+        barrier.wait(timeout=300)
+    except threading.BrokenBarrierError:  # an episode failed before the clock: say why, not only that it broke
+        for thread in threads:
+            thread.join()
+        store.close()
+        result = {"errors": errors or ["the start barrier broke (an episode thread ended early)"]}
+        if results is not None:
+            results.put(result)
+        return result
     started, cpu, child_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(child)
     for thread in threads:
         thread.join()
@@ -141,9 +163,10 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
     if mode != "legacy":
         latencies = list(store.step_writer.stats.latencies)
         batch = store.step_writer.stats.snapshot().get("mean_batch")
-        store.step_writer.close()
     else:
         batch = 1
+    store.close()  # its connections too: a bench of many runs would use up PostgreSQL's connection slots
+    gc.unfreeze()  # what _freeze_heap froze may be collected again (this run's stores, rows, futures)
     result = {"seconds": ended - started, "latencies": latencies, "late": late, "errors": errors, "mean_batch": batch,
               "cpu_seconds": cpu + child_cpu, "child_cpu_seconds": child_cpu}
     if results is not None:
@@ -171,12 +194,12 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 def _plan(url: str, episodes: int) -> int:
-    store = Store(url)
-    repo = store.upsert_repo(f"/bench/{uuid.uuid4().hex}", "bench")
-    task = store.save_task(Task(instance_id=f"bench__{uuid.uuid4().hex[:10]}", kind="mutate-fix", repo_id=repo.id))
-    run, _ = store.get_or_create_run(Run(name=f"bench-{uuid.uuid4().hex[:8]}", policy="oracle"))
-    store.plan_episodes(run.id, [task.id], attempts=episodes)
-    return run.id
+    with Store(url) as store:
+        repo = store.upsert_repo(f"/bench/{uuid.uuid4().hex}", "bench")
+        task = store.save_task(Task(instance_id=f"bench__{uuid.uuid4().hex[:10]}", kind="mutate-fix", repo_id=repo.id))
+        run, _ = store.get_or_create_run(Run(name=f"bench-{uuid.uuid4().hex[:8]}", policy="oracle"))
+        store.plan_episodes(run.id, [task.id], attempts=episodes)
+        return run.id
 
 
 def _ms(values: list[float], q: float) -> float | None:
@@ -207,8 +230,15 @@ def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1, 
     total = processes * episodes * steps
     paced = {}
     if rate:
-        due = [value for result in results for value in result["late"]]
-        paced = {"offered_steps_per_second": rate, "due_ms_p50": _ms(due, 0.5), "due_ms_p99": _ms(due, 0.99)}
+        split = sorted((value for result in results for value in result["late"]), reverse=True)
+        due = [value[0] for value in split]
+        worst = split[:max(1, len(split) // 100)]
+        paced = {"offered_steps_per_second": rate, "due_ms_p50": _ms(due, 0.5), "due_ms_p99": _ms(due, 0.99),
+                 # the slowest 1% of steps from their due time, on average: how late their episode thread woke
+                 # (the collector's own CPU and GIL), how long it then waited for a step still in flight, and
+                 # the store's part (submit to acknowledgement)
+                 "worst_1pct_ms": {name: round(statistics.mean(value[i] for value in worst) * 1000, 2)
+                                   for i, name in enumerate(("from_due", "thread_late", "in_flight_wait", "store"))}}
     return {"mode": mode, "processes": processes, "episodes": episodes * processes, "steps": total, **paced,
             "seconds": round(wall, 3), "steps_per_second": round(total / wall, 1),
             "write_ms_p50": _ms(latencies, 0.5), "write_ms_p99": _ms(latencies, 0.99),
@@ -264,9 +294,13 @@ def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
             mine = [row for row in rows if key_of(row) == key and row["mode"] == mode]
             if mine and key[2]:  # paced: what the rate was, and each step's latency from when it was due
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
+                               "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
+                               "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
                                "due_ms_p50": _median([row["due_ms_p50"] for row in mine]),
                                "due_ms_p99": _median([row["due_ms_p99"] for row in mine]),
-                               "rounds_due_ms_p99": [row["due_ms_p99"] for row in mine]}
+                               "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine],
+                               "rounds_due_ms_p99": [row["due_ms_p99"] for row in mine],
+                               "rounds_worst_1pct_ms": [row["worst_1pct_ms"] for row in mine]}
             elif mine:
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
                                "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
