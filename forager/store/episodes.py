@@ -250,7 +250,7 @@ class EpisodeStore:
             return s.get(Episode, episode_id)
 
     # "process": the group-commit writer in a child process (store/writer_process.py), off the collector's GIL:
-    # 1.1-1.6x the thread's steps per second where the store is the limit (bench/store.py); "thread": in a thread
+    # 1.0-1.6x the thread's steps per second where the store is the limit (bench/store.py); "thread": in a thread
     # of this process (store/writer.py). The CLI sets it from Settings.step_writer, which checks it
     step_writer_kind = os.environ.get("FORAGER_STEP_WRITER") or "process"
 

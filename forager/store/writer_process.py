@@ -11,7 +11,7 @@ on its stdout; a receiver thread of the collector resolves the Futures. The same
 thread, with the database work on another core, and no longer competing with 30 episode threads for one GIL.
 
 Why a process: in a thread, the writer's ~130 µs a step and the episode threads' conversions share one GIL;
-here the database work runs on another core: 1.1-1.6x the thread's steps per second with 8 to 64 episodes
+here the database work runs on another core: 1.0-1.6x the thread's steps per second with 8 to 64 episodes
 where the store is the limit (bench/store.py, docs/benchmarks.md).
 
 What does not change:
