@@ -47,9 +47,11 @@ def run_job_values(store: Store, name: str) -> dict | None:
         return None
     instance_ids = list((run.config or {}).get("tasks") or [])
     rows = store.tasks(instance_ids=instance_ids) if instance_ids else []
+    # one look-up per image, not per task: a run's tasks mostly share a few images
+    images = {image_id: store.image(image_id) for image_id in {task.image_id for task, _repo in rows} - {None}}
     per_repo: dict[str, int] = {}
     for task, repo in rows:
-        image = store.image(task.image_id) if task.image_id is not None else None
+        image = images.get(task.image_id)
         key = f"{repo.url}@{image.commit}" if image is not None and image.commit else repo.url
         per_repo[key] = per_repo.get(key, 0) + 1
     kinds = {task.kind for task, _repo in rows}
