@@ -153,17 +153,20 @@ class ChatClient:
         except _Retryable as exc:
             raise LLMError(f"LLM server {self.base_url} unavailable for {self.max_wait:.0f} s: {exc.message}") from None
 
+    def served_models(self, timeout: float | None = None) -> list[dict]:
+        """The server's /models entries (id, max_model_len, root); raises httpx.HTTPError, or ValueError when
+        what answers is not an OpenAI-compatible server."""
+        response = self.http.get("/models", **({"timeout": timeout} if timeout is not None else {}))
+        response.raise_for_status()
+        return list(response.json().get("data") or [])
+
     def model_info(self) -> dict:
         """The served model's entry from /models (its id, max_model_len, root), or {} when unknown."""
         try:
-            response = self.http.get("/models")
-            response.raise_for_status()
-        except httpx.HTTPError:
+            entries = self.served_models()
+        except (httpx.HTTPError, ValueError):
             return {}
-        for entry in response.json().get("data") or []:
-            if entry.get("id") == self.model:
-                return entry
-        return {}
+        return next((entry for entry in entries if entry.get("id") == self.model), {})
 
     def server_version(self) -> str | None:
         try:

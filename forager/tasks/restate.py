@@ -102,9 +102,7 @@ class Restater:
         """Why this server cannot do rewrites (unreachable, or not serving the model), or None: checked once, first."""
         url = self.client.base_url
         try:
-            response = self.client.http.get("/models", timeout=10.0)
-            response.raise_for_status()
-            served = [entry.get("id") for entry in response.json().get("data") or []]
+            served = [entry.get("id") for entry in self.client.served_models(timeout=10.0)]
         except (httpx.HTTPError, ValueError) as exc:
             return (f"--llm {url}: no OpenAI-compatible server answers there ({exc.__class__.__name__}); start one "
                     "(`forager serve MODEL`) or pass its /v1 address")
