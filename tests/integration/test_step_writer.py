@@ -284,7 +284,6 @@ def test_an_episode_keeps_two_steps_in_flight_and_hears_of_a_refused_one_two_ste
     store.step_writer.close()
 
 
-
 def test_a_step_submitted_while_the_writer_closes_is_written_by_the_next_one(tmp_path):
     """Two collects sharing one Store in one process: one's end closes the writer while the other's episodes
     still write. A step submitted after the close began, while the old writer still drains its queue, is
