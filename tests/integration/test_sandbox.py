@@ -244,7 +244,11 @@ def test_a_host_without_ipv6_sysctls_starts_isolated_sandboxes_without_them(engi
 
 def test_a_failed_first_line_of_the_control_shell_is_a_sandbox_error_and_leaves_no_container(engine, task,
                                                                                             monkeypatch):
-    monkeypatch.setattr(sandbox_container, "WRITE_HOSTS", "printf x > /no/such/dir/hosts")
+    # the real script with a path that cannot be written: its own redirection of the error to stdout is what puts
+    # the reason in the answer (stderr may come after the sentinel; a replacement without it made this test flaky)
+    failing = sandbox_container.WRITE_HOSTS.replace("> /etc/hosts", "> /no/such/dir/hosts")
+    assert failing != sandbox_container.WRITE_HOSTS
+    monkeypatch.setattr(sandbox_container, "WRITE_HOSTS", failing)
     episode = uuid.uuid4().hex
     box = Sandbox(engine, task["image"], labels={"forager.episode": episode})
     with pytest.raises(SandboxError, match="could not start .*/no/such/dir/hosts"):
