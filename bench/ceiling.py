@@ -51,6 +51,7 @@ from forager.models import RepoRef
 from forager.store import Store
 from forager.store.writer import WriteStats
 from forager.tasks.synthesize import MutateFixSynthesizer
+from store import legacy_record  # bench/store.py (this script's folder is first on sys.path)
 
 IMAGE_PREFIX = "forager-bench-ceiling"
 BASE_IMAGE = os.environ.get("FORAGER_BASE_IMAGE", "forager/bootstrap-python:{python}")
@@ -84,10 +85,7 @@ def legacy_parts(store: Store):
 
         def result(self, timeout=None):
             if not self.done():
-                with store.session() as s:
-                    store._write_held(s, self.step.episode_id, **self.fields)
-                    s.add(self.step)
-                    s.commit()
+                legacy_record(store, self.step, **self.fields)
                 self.set_result(None)
             return super().result(timeout)
 

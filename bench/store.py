@@ -20,7 +20,9 @@ At full speed every episode always has a step waiting, so the latency is mostly 
 issue's goals, 32 episodes): each step is due at a set time, and its latency runs from then to its
 acknowledgement (a step held up behind a slow one counts that too); reported beside the write latency (submit
 to acknowledgement), with the slowest 1% split into the episode thread waking late (the collector's own CPU),
-its wait for a step in flight, and the store's part.
+its wait for a step in flight, and the store's part. On PostgreSQL a `floor` runs beside them in each round:
+a plain loop on one driver connection writing the same rows at the same pace in group commits, no forager
+write path (server_floor): the server's own tail, which no writer can go under.
 
 Each configuration runs `--rounds` times, the variants' order rotated each round; `summary` gives each
 variant's median over the rounds and the ratios between them. The load average before and after is
@@ -30,7 +32,7 @@ A step carries what a real one does: ~200 completion token ids with their logpro
 ids (only the turn's new tokens), a ~2 KB observation and its raw output.
 
     .venv/bin/python bench/store.py [--postgres URL] [--steps 100] [--episodes 1,8,32] [--processes 2] [--rounds 3]
-        [--modes legacy,thread,process] [--paced sqlite=5000,postgresql=2000]
+        [--modes legacy,thread,process] [--paced sqlite=5000,postgresql=2000] [--paced-steps 300]
 """
 
 from __future__ import annotations
@@ -174,6 +176,65 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
     return result
 
 
+def server_floor(url: str, run_id: int, steps: int, rate: float) -> dict:
+    """PostgreSQL's own floor at a paced load: what an ideal group-commit writer would see. One plain loop on
+    one psycopg connection (the store's connection settings, no forager write path: no fence, no pipe to a
+    writer process, no futures, no episode threads) writes the run's episodes' rows, paced as the episodes
+    would offer them, each transaction taking every row due by then (the same INSERT, the same rows, the
+    INSERT and the COMMIT in one pipeline). Each row's latency runs from its due time to its commit: in this
+    loop a row is handed over at its due time, so it is both its write latency and its latency from due.
+
+    Why: a step's acknowledgement waits for the server's durable commit, and the server's commits have a tail
+    of their own (its WAL fsync: see docs/benchmarks.md). Measured in the same round, beside the writers, it
+    says how much of their p99 is the server's and how much is forager's."""
+    from sqlalchemy import select
+
+    from forager.store import Episode
+    from forager.store.writer import MAX_BATCH, _InsertPlan, step_values
+
+    store = Store(url)
+    with store.session() as s:
+        episodes = list(s.execute(select(Episode.id).where(Episode.run_id == run_id)).scalars())
+    per_episode = rate / len(episodes)
+    plan = _InsertPlan(store.engine.dialect, plain=True)
+    due, rows = [], []
+    for episode_id in episodes:
+        rng = random.Random(episode_id)
+        phase = rng.random() / per_episode  # out of phase, as the episode threads are
+        for index in range(steps):
+            due.append(phase + index / per_episode)
+            rows.append(plan.row(step_values(_step(episode_id, index, rng))))
+    order = sorted(range(len(due)), key=due.__getitem__)
+    latencies: list[float] = []
+    with store.engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        driver.commit()
+        gc.collect()
+        gc.freeze()  # as _freeze_heap: the rows built above are not scanned on the clock
+        started = time.perf_counter()
+        taken = 0
+        while taken < len(order):
+            if (ahead := started + due[order[taken]] - time.perf_counter()) > 0:
+                time.sleep(ahead)
+            now = time.perf_counter() - started
+            batch = []
+            while taken < len(order) and due[order[taken]] <= now and len(batch) < MAX_BATCH:
+                batch.append(order[taken])
+                taken += 1
+            with driver.pipeline():  # the INSERT and the COMMIT in one round trip, as the writer process sends them
+                plan.execute_driver(driver, [rows[i] for i in batch])
+                driver.commit()
+            committed = time.perf_counter() - started
+            latencies.extend(committed - due[i] for i in batch)
+        seconds = time.perf_counter() - started
+    store.close()
+    gc.unfreeze()
+    return {"mode": "floor", "processes": 1, "episodes": len(episodes), "steps": len(rows),
+            "offered_steps_per_second": rate, "seconds": round(seconds, 3),
+            "steps_per_second": round(len(rows) / seconds, 1), "write_ms_p50": _ms(latencies, 0.5),
+            "write_ms_p99": _ms(latencies, 0.99), "due_ms_p50": _ms(latencies, 0.5), "due_ms_p99": _ms(latencies, 0.99)}
+
+
 def _freeze_heap() -> None:
     """Every row built, before the clock: what is on the heap now is left out of the garbage collector's scans.
     Why: the rows (all of a run's steps at once, ~24 tracked objects each, which no collector ever holds) made a
@@ -211,6 +272,8 @@ def _ms(values: list[float], q: float) -> float | None:
 
 def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1, rate: float | None = None) -> dict:
     run_id = _plan(url, episodes * processes)
+    if mode == "floor":
+        return server_floor(url, run_id, steps, rate)
     if processes == 1:
         results = [_collector(url, run_id, episodes, steps, mode, rate=rate)]
     else:
@@ -290,9 +353,14 @@ def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
         entry: dict = {"processes": key[0], "episodes": key[1]}
         if key[2]:
             entry["offered_steps_per_second"] = key[2]
-        for mode in modes:
+        for mode in [*modes, "floor"]:
             mine = [row for row in rows if key_of(row) == key and row["mode"] == mode]
-            if mine and key[2]:  # paced: what the rate was, and each step's latency from when it was due
+            if mine and key[2] and mode == "floor":
+                entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
+                               "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
+                               "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
+                               "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine]}
+            elif mine and key[2]:  # paced: what the rate was, and each step's latency from when it was due
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
                                "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
                                "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
@@ -327,6 +395,9 @@ def main() -> None:
     parser.add_argument("--paced", default="sqlite=5000,postgresql=2000",
                         help="also 32 episodes offering this many steps per second in all, per database (issue 17's "
                              "goals): the latency at that rate, from each step's due time; empty: none")
+    parser.add_argument("--paced-steps", type=int, default=300,
+                        help="steps per episode of a paced run (300: about 2 s on SQLite, 5 s on PostgreSQL; a p99 "
+                             "over a longer run weighs one stall of the server less)")
     args = parser.parse_args()
     paced = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.paced.split(",") if item)}
     counts = [int(n) for n in args.episodes.split(",")]
@@ -350,10 +421,12 @@ def main() -> None:
                         if mode != "legacy":
                             rows.append({"round": round_, **measure(url, mode, 32, args.steps, processes=args.processes)})
                 if paced.get(name):  # legacy cannot keep such a pace: it would only measure its backlog
-                    for mode in order:
-                        if mode != "legacy":
-                            # three times the steps: the run's first and last interval weigh less in its rate
-                            rows.append({"round": round_, **measure(url, mode, 32, 3 * args.steps, rate=paced[name])})
+                    # PostgreSQL: the server's floor beside the writers, each first in turn. Not on SQLite, where
+                    # there is no server: a plain loop's commits there run SQLite's checkpoints inline, which the
+                    # writers move to a thread of their own, so it would measure a worse writer, not a floor
+                    kinds = [mode for mode in modes if mode != "legacy"] + (["floor"] if name == "postgresql" else [])
+                    for mode in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:
+                        rows.append({"round": round_, **measure(url, mode, 32, args.paced_steps, rate=paced[name])})
         report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
                   "load_average_before": [round(x, 2) for x in load_before],
                   "load_average_after": [round(x, 2) for x in os.getloadavg()],
