@@ -205,6 +205,9 @@ def mine(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="fix commits validated at most per repository")] = None,
     since: Annotated[str | None, typer.Option("--since", help="only commits committed on or after this day (YYYY-MM-DD)")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="commits validated at once")] = None,
+    retry_builds: Annotated[bool, typer.Option(
+        "--retry-builds", help="validate again the stored commits whose image did not build (after an upgrade of "
+                               "forager or a mended install); a rerun skips them otherwise")] = False,
     llm: LlmOption = None,
     model: ModelOption = None,
     db: DbOption = None,
@@ -212,7 +215,8 @@ def mine(
 ) -> None:
     """Find fix commits (source and tests changed; new tests fail on the parent, pass on the commit) as issue-fix tasks.
 
-    A rerun skips the commits whose task is stored with a verdict (valid, or invalid for a reason of its own).
+    A rerun skips the commits whose task is stored with a verdict (valid, or invalid for a reason of its own);
+    with --retry-builds it validates again those whose image did not build.
     With --llm and --model, each new valid task's statement is rewritten as an issue (see `tasks restate`).
     """
     from forager.tasks.issues import TaskValidator
@@ -228,7 +232,8 @@ def mine(
             row = progress.add_task(ref.name, total=None, stage="queued")
             try:
                 report = validator.mine(ref, max_commits=max_commits, limit=limit, jobs=settings.jobs, since=day,
-                                        on_stage=lambda s, row=row: progress.update(row, stage=s), restater=restater)
+                                        on_stage=lambda s, row=row: progress.update(row, stage=s), restater=restater,
+                                        retry_builds=retry_builds)
             except ForagerError as exc:
                 progress.update(row, total=1, completed=1, stage=f"[red]{exc.category}")
                 raise die(exc.message, code=1) from None

@@ -113,12 +113,17 @@ class MineReport(BaseModel):
     seconds: float = 0.0
 
 
-def reusable(task: Task | None) -> bool:
+def reusable(task: Task | None, *, retry_builds: bool = False) -> bool:
     """Whether a stored task's verdict stands, so that mining again skips its commit (pure): valid, or invalid
-    for a reason of its own. A machinery error ("validation error: ...") is worth another try."""
+    for a reason of its own. A machinery error ("validation error: ...") is worth another try; so is an image
+    that did not build ("no image at ..."), when `retry_builds` asks (a newer forager, or a mended install, may
+    build it; without the flag a rerun does not pay for every failed build again)."""
     if task is None:
         return False
-    return task.valid or bool(task.invalid_reason) and not task.invalid_reason.startswith(MACHINERY_ERROR)
+    if task.valid:
+        return True
+    reason = task.invalid_reason or ""
+    return bool(reason) and not reason.startswith(MACHINERY_ERROR) and not (retry_builds and reason.startswith(NO_IMAGE))
 
 
 def flaky_tests(runs: list[SuiteRun]) -> set[str]:
@@ -298,12 +303,14 @@ class TaskValidator:
     def mine(
         self, ref: RepoRef, *, max_commits: int = 100, limit: int | None = None, jobs: int = 1,
         since: date | None = None, on_stage: StageCallback = lambda _s: None, restater: Restater | None = None,
+        retry_builds: bool = False,
     ) -> MineReport:
         """Fix commits of the history (they change source and tests) made into issue-fix tasks at their parents.
 
         `since`: only commits committed on or after that day. `restater`: a served model rewrites each valid
         task's statement as an issue (:mod:`forager.tasks.restate`). A commit whose task is stored with a verdict that
-        stands (`reusable`) is not validated again; its image is reused from the store's cache anyway.
+        stands (`reusable`; `retry_builds`: not one whose image did not build) is not validated again; its image
+        is reused from the store's cache anyway.
         """
         started = time.monotonic()
         on_stage("clone")
@@ -325,7 +332,7 @@ class TaskValidator:
 
             instance_id = f"{ref.name}__{commit.sha[:12]}"
             stored = self.store.task(instance_id)
-            if reusable(stored):
+            if reusable(stored, retry_builds=retry_builds):
                 verdict = _stored_verdict(stored, ref.safe_url)
             else:
                 verdict = self._mine_one(snapshot, repo_row.id, ref.name, instance_id, commit, stage, restater)

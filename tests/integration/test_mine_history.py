@@ -156,3 +156,26 @@ def test_a_rewrite_naming_the_fix_is_rejected_and_the_report_stays(mined, tenaci
     after = store.task(instance)
     assert (after.problem_statement == report) == (again["by"] == "tests")
     assert report_of(after) == report
+
+
+def test_a_commit_whose_image_did_not_build_is_validated_again_only_with_retry_builds(mined, tenacity):
+    """Last in the module: the retried validation replaces the task's verdict and statement, which the tests
+    above read. The verdict is written as a failed build would have left it: the rerun policy is what is tested."""
+    settings, store, report = mined
+    [verdict] = report.tasks
+    failed = store.task(verdict.instance_id)
+    image_id = failed.image_id
+    failed.valid, failed.invalid_reason = False, f"no image at {failed.base_commit[:12]}: install: pip failed"
+    store.save_task(failed)
+
+    def rerun(*flags: str) -> dict:
+        return json.loads(run_cli("tasks", "mine", "--repo", f"{tenacity}@{FIX}", "--max-commits", "1", *flags,
+                                  "--json", settings=settings, check=True).stdout)[0]
+
+    kept = rerun()
+    assert (kept["validated"], kept["reused"], kept["valid"], kept["lost_to_builds"]) == (0, 1, 0, 1)
+    assert not store.task(verdict.instance_id).valid
+    retried = rerun("--retry-builds")
+    assert (retried["validated"], retried["reused"], retried["valid"], retried["lost_to_builds"]) == (1, 0, 1, 0)
+    again = store.task(verdict.instance_id)
+    assert again.valid and again.invalid_reason is None and again.image_id == image_id

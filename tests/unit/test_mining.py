@@ -54,6 +54,19 @@ def test_a_rerun_reuses_stored_verdicts_but_not_machinery_errors(stored, reused)
     assert reusable(stored) is reused
 
 
+@pytest.mark.parametrize(
+    ("stored", "reused"),
+    [
+        (task(False, "no image at 0123456789ab: install: pip failed"), False),
+        (task(False, "no test fails without the fix and passes with it"), True),
+        (task(True), True),
+        (task(False, "validation error: DockerException: connection reset"), False),
+    ],
+)
+def test_retry_builds_validates_again_only_the_commits_whose_image_did_not_build(stored, reused):
+    assert reusable(stored, retry_builds=True) is reused
+
+
 # -- flaky tests --------------------------------------------------------------------------------
 
 
