@@ -425,7 +425,8 @@ def main() -> None:
                     # there is no server: a plain loop's commits there run SQLite's checkpoints inline, which the
                     # writers move to a thread of their own, so it would measure a worse writer, not a floor
                     kinds = [mode for mode in modes if mode != "legacy"] + (["floor"] if name == "postgresql" else [])
-                    for mode in kinds[round_ % len(kinds):] + kinds[:round_ % len(kinds)]:
+                    turn = round_ % len(kinds) if kinds else 0
+                    for mode in kinds[turn:] + kinds[:turn]:
                         rows.append({"round": round_, **measure(url, mode, 32, args.paced_steps, rate=paced[name])})
         report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
                   "load_average_before": [round(x, 2) for x in load_before],
