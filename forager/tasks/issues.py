@@ -253,7 +253,7 @@ class TaskValidator:
         on_stage("image")
         built = self.builder.build(ref, on_stage, as_of=_instance_cutoff(task, self.settings.as_of))
         if built.status != "ready" or built.image_id is None:
-            task.valid, task.invalid_reason = False, f"no image at {ref.ref[:12]}: {built.category}: {built.message}"
+            task.valid, task.invalid_reason = False, f"{NO_IMAGE}{ref.ref[:12]}: {built.category}: {built.message}"
             return
         image = self.store.image(built.image_id)
         task.image_id = image.id
