@@ -26,7 +26,8 @@ write path (server_floor): the server's own tail, which no writer can go under.
 
 Each configuration runs `--rounds` times, the variants' order rotated each round; `summary` gives each
 variant's median over the rounds and the ratios between them. The load average before and after is
-printed: on a busy machine read the ratios, not the absolute figures.
+printed: on a busy machine read the ratios, not the absolute figures. So are the PostgreSQL server's settings
+that bear on a commit's latency (`backend_flush_after` above all: docs/scale-out.md).
 
 A step carries what a real one does: ~200 completion token ids with their logprobs, ~300 prompt token
 ids (only the turn's new tokens), a ~2 KB observation and its raw output.
@@ -337,6 +338,19 @@ def fresh_database(url: str) -> Iterator[str]:
                 time.sleep(1)
 
 
+# the server settings a step's commit latency depends on (docs/scale-out.md): printed with the figures
+SERVER_SETTINGS = ("server_version", "backend_flush_after", "shared_buffers", "wal_sync_method", "synchronous_commit",
+                   "max_wal_size")
+
+
+def server_settings(url: str) -> dict:
+    """The PostgreSQL server's settings that bear on commit latency, as `SHOW` prints them."""
+    import psycopg
+
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
+        return {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in SERVER_SETTINGS}
+
+
 def _median(values: list) -> float | None:
     values = [value for value in values if value is not None]
     return round(statistics.median(values), 2) if values else None
@@ -431,6 +445,7 @@ def main() -> None:
         report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
                   "load_average_before": [round(x, 2) for x in load_before],
                   "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                  **({"postgresql_server": server_settings(backends["postgresql"])} if args.postgres else {}),
                   "summary": {name: summarize(rows, modes) for name, rows in results.items()}, "results": results}
     print(json.dumps(report, indent=2))
 
