@@ -35,7 +35,8 @@ END $$;
 SQL
 # why: with backend_flush_after at its default (0), the rows a backend writes out sit in the kernel's page cache
 # until its 30 s writeback sends hundreds of MB at once, and a commit's WAL fdatasync waits behind that burst:
-# p99 176-309 ms against 12-41 ms with 256kB in an A/B on the development machine (docs/benchmarks.md)
+# the server's own commit p99 30-309 ms against 12-41 ms with 256kB, in an A/B on the development machine
+# (docs/benchmarks.md)
 su postgres -c "psql -Atqc \"ALTER SYSTEM SET backend_flush_after = '256kB'\"" >/dev/null
 su postgres -c "psql -Atqc 'SELECT pg_reload_conf()'" >/dev/null
 su postgres -c "psql -Atc \"select 1 from pg_database where datname='forager_test'\"" | grep -q 1 \
