@@ -26,14 +26,17 @@ write path (server_floor): the server's own tail, which no writer can go under.
 
 Each configuration runs `--rounds` times, the variants' order rotated each round; `summary` gives each
 variant's median over the rounds and the ratios between them. The load average before and after is
-printed: on a busy machine read the ratios, not the absolute figures. So are the PostgreSQL server's settings
-that bear on a commit's latency (`backend_flush_after` above all: docs/scale-out.md).
+printed, and each run says how busy the machine's CPUs were on its clock (`machine_busy_pct`: the collector,
+its writer, the server and anything else): on a busy machine read the ratios, not the absolute figures, and a
+paced run's tail says little about the store where the machine had no room to spare. So are the PostgreSQL
+server's settings that bear on a commit's latency (`backend_flush_after` above all: docs/scale-out.md).
+Several rates for one database (`postgresql=1000/2000`) give the tail against the load.
 
 A step carries what a real one does: ~200 completion token ids with their logprobs, ~300 prompt token
 ids (only the turn's new tokens), a ~2 KB observation and its raw output.
 
     .venv/bin/python bench/store.py [--postgres URL] [--steps 100] [--episodes 1,8,32] [--processes 2] [--rounds 3]
-        [--modes legacy,thread,process] [--paced sqlite=5000,postgresql=2000] [--paced-steps 300]
+        [--modes legacy,thread,process] [--paced sqlite=5000,postgresql=1000/2000] [--paced-steps 300]
 """
 
 from __future__ import annotations
@@ -159,10 +162,11 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
         if results is not None:
             results.put(result)
         return result
-    started, cpu, child_cpu = time.perf_counter(), time.process_time(), _cpu_seconds(child)
+    started, cpu, child_cpu, machine = time.perf_counter(), time.process_time(), _cpu_seconds(child), _machine_cpu()
     for thread in threads:
         thread.join()
     ended, cpu, child_cpu = time.perf_counter(), time.process_time() - cpu, _cpu_seconds(child) - child_cpu
+    busy = _busy_pct(machine, _machine_cpu())
     if mode != "legacy":
         latencies = list(store.step_writer.stats.latencies)
         batch = store.step_writer.stats.snapshot().get("mean_batch")
@@ -171,7 +175,7 @@ def _collector(url: str, run_id: int, episodes: int, steps: int, mode: str, star
     store.close()  # its connections too: a bench of many runs would use up PostgreSQL's connection slots
     gc.unfreeze()  # what _freeze_heap froze may be collected again (this run's stores, rows, futures)
     result = {"seconds": ended - started, "latencies": latencies, "late": late, "errors": errors, "mean_batch": batch,
-              "cpu_seconds": cpu + child_cpu, "child_cpu_seconds": child_cpu}
+              "cpu_seconds": cpu + child_cpu, "child_cpu_seconds": child_cpu, "machine_busy_pct": busy}
     if results is not None:
         results.put(result)
     return result
@@ -212,7 +216,7 @@ def server_floor(url: str, run_id: int, steps: int, rate: float) -> dict:
         driver.commit()
         gc.collect()
         gc.freeze()  # as _freeze_heap: the rows built above are not scanned on the clock
-        started = time.perf_counter()
+        started, machine = time.perf_counter(), _machine_cpu()
         taken = 0
         while taken < len(order):
             if (ahead := started + due[order[taken]] - time.perf_counter()) > 0:
@@ -228,12 +232,14 @@ def server_floor(url: str, run_id: int, steps: int, rate: float) -> dict:
             committed = time.perf_counter() - started
             latencies.extend(committed - due[i] for i in batch)
         seconds = time.perf_counter() - started
+        busy = _busy_pct(machine, _machine_cpu())
     store.close()
     gc.unfreeze()
     return {"mode": "floor", "processes": 1, "episodes": len(episodes), "steps": len(rows),
             "offered_steps_per_second": rate, "seconds": round(seconds, 3),
             "steps_per_second": round(len(rows) / seconds, 1), "write_ms_p50": _ms(latencies, 0.5),
-            "write_ms_p99": _ms(latencies, 0.99), "due_ms_p50": _ms(latencies, 0.5), "due_ms_p99": _ms(latencies, 0.99)}
+            "write_ms_p99": _ms(latencies, 0.99), "due_ms_p50": _ms(latencies, 0.5), "due_ms_p99": _ms(latencies, 0.99),
+            "machine_busy_pct": busy}
 
 
 def _freeze_heap() -> None:
@@ -253,6 +259,25 @@ def _cpu_seconds(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[int, int] | None:
+    """The whole machine's CPU time so far, busy and in all, in ticks of every CPU (Linux /proc/stat)."""
+    try:
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def _busy_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """How busy the machine's CPUs were between two _machine_cpu readings, in %: everything that ran (the
+    collector, its writer, the database server, anything else), so a run at a set pace says whether the machine
+    had room to spare, which a tail latency depends on."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
 
 
 def _plan(url: str, episodes: int) -> int:
@@ -309,7 +334,8 @@ def measure(url: str, mode: str, episodes: int, steps: int, processes: int = 1, 
             "mean_batch": round(statistics.mean(r["mean_batch"] or 1 for r in results), 1),
             # the collector's CPU and its writer process's, not the database server's, per step
             "cpu_us_per_step": round(sum(r["cpu_seconds"] for r in results) / total * 1e6, 1),
-            "writer_process_cpu_us_per_step": round(sum(r["child_cpu_seconds"] for r in results) / total * 1e6, 1)}
+            "writer_process_cpu_us_per_step": round(sum(r["child_cpu_seconds"] for r in results) / total * 1e6, 1),
+            "machine_busy_pct": _median([r["machine_busy_pct"] for r in results])}
 
 
 @contextmanager
@@ -373,7 +399,8 @@ def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
                                "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
                                "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
-                               "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine]}
+                               "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine],
+                               "rounds_machine_busy_pct": [row["machine_busy_pct"] for row in mine]}
             elif mine and key[2]:  # paced: what the rate was, and each step's latency from when it was due
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
                                "write_ms_p50": _median([row["write_ms_p50"] for row in mine]),
@@ -382,7 +409,8 @@ def summarize(rows: list[dict], modes: list[str]) -> list[dict]:
                                "due_ms_p99": _median([row["due_ms_p99"] for row in mine]),
                                "rounds_write_ms_p99": [row["write_ms_p99"] for row in mine],
                                "rounds_due_ms_p99": [row["due_ms_p99"] for row in mine],
-                               "rounds_worst_1pct_ms": [row["worst_1pct_ms"] for row in mine]}
+                               "rounds_worst_1pct_ms": [row["worst_1pct_ms"] for row in mine],
+                               "rounds_machine_busy_pct": [row["machine_busy_pct"] for row in mine]}
             elif mine:
                 entry[mode] = {"steps_per_second": _median([row["steps_per_second"] for row in mine]),
                                "write_ms_p99": _median([row["write_ms_p99"] for row in mine]),
@@ -408,12 +436,14 @@ def main() -> None:
     parser.add_argument("--modes", default="legacy,thread,process", help="variants, comma-separated")
     parser.add_argument("--paced", default="sqlite=5000,postgresql=2000",
                         help="also 32 episodes offering this many steps per second in all, per database (issue 17's "
-                             "goals): the latency at that rate, from each step's due time; empty: none")
+                             "goals): the latency at that rate, from each step's due time; several rates joined by / "
+                             "(postgresql=1000/2000) give the latency against the load; empty: none")
     parser.add_argument("--paced-steps", type=int, default=300,
                         help="steps per episode of a paced run (300: about 2 s on SQLite, 5 s on PostgreSQL; a p99 "
                              "over a longer run weighs one stall of the server less)")
     args = parser.parse_args()
-    paced = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.paced.split(",") if item)}
+    paced = {name: [float(rate) for rate in rates.split("/")]
+             for name, _, rates in (item.partition("=") for item in args.paced.split(",") if item)}
     counts = [int(n) for n in args.episodes.split(",")]
     modes = args.modes.split(",")
     load_before = os.getloadavg()
@@ -440,8 +470,9 @@ def main() -> None:
                     # writers move to a thread of their own, so it would measure a worse writer, not a floor
                     kinds = [mode for mode in modes if mode != "legacy"] + (["floor"] if name == "postgresql" else [])
                     turn = round_ % len(kinds) if kinds else 0
-                    for mode in kinds[turn:] + kinds[:turn]:
-                        rows.append({"round": round_, **measure(url, mode, 32, args.paced_steps, rate=paced[name])})
+                    for rate in paced[name]:
+                        for mode in kinds[turn:] + kinds[:turn]:
+                            rows.append({"round": round_, **measure(url, mode, 32, args.paced_steps, rate=rate)})
         report = {"step_bytes": len(sample.model_dump_json()), "cpus": os.cpu_count(),
                   "load_average_before": [round(x, 2) for x in load_before],
                   "load_average_after": [round(x, 2) for x in os.getloadavg()],
