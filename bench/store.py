@@ -28,8 +28,8 @@ Each configuration runs `--rounds` times, the variants' order rotated each round
 variant's median over the rounds and the ratios between them. The load average before and after is
 printed, and each run says how busy the machine's CPUs were on its clock (`machine_busy_pct`: the collector,
 its writer, the server and anything else): on a busy machine read the ratios, not the absolute figures, and a
-paced run's tail says little about the store where the machine had no room to spare. So are the PostgreSQL
-server's settings that bear on a commit's latency (`backend_flush_after` above all: docs/scale-out.md).
+paced run's tail says little about the store where the machine had no room to spare. The PostgreSQL server's
+settings that bear on a commit's latency are printed too (`backend_flush_after` above all: docs/scale-out.md).
 Several rates for one database (`postgresql=1000/2000`) give the tail against the load.
 
 A step carries what a real one does: ~200 completion token ids with their logprobs, ~300 prompt token
