@@ -442,7 +442,8 @@ def main() -> None:
                         help="steps per episode of a paced run (300: about 2 s on SQLite, 5 s on PostgreSQL; a p99 "
                              "over a longer run weighs one stall of the server less)")
     args = parser.parse_args()
-    paced = {name: [float(rate) for rate in rates.split("/")]
+    # a rate of 0 is none (sqlite=0,postgresql=2000: PostgreSQL alone), as it was before rates could be several
+    paced = {name: [float(rate) for rate in rates.split("/") if float(rate) > 0]
              for name, _, rates in (item.partition("=") for item in args.paced.split(",") if item)}
     counts = [int(n) for n in args.episodes.split(",")]
     modes = args.modes.split(",")
